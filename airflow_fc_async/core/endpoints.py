@@ -1,0 +1,132 @@
+"""Every FC 3.0 and MNS path and header name, once. Clients build requests from these; the emulator routes by them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+__all__ = [
+    "FC_API_VERSION",
+    "MNS_API_VERSION",
+    "Endpoint",
+    "FC_ENDPOINTS",
+    "MNS_ENDPOINTS",
+    "H",
+    "fc_host",
+    "mns_host",
+    "mns_queue_arn",
+    "parse_mns_queue_arn",
+    "function_arn",
+    "console_task_url",
+]
+
+FC_API_VERSION = "2023-03-30"
+MNS_API_VERSION = "2015-06-06"
+
+
+class H:
+    """Header names (lowercase, as signed)."""
+
+    AUTHORIZATION = "authorization"
+    HOST = "host"
+    CONTENT_TYPE = "content-type"
+    ACCEPT = "accept"
+    DATE = "date"
+    ACS_VERSION = "x-acs-version"
+    ACS_ACTION = "x-acs-action"
+    ACS_DATE = "x-acs-date"
+    ACS_NONCE = "x-acs-signature-nonce"
+    ACS_CONTENT_SHA256 = "x-acs-content-sha256"
+    ACS_SECURITY_TOKEN = "x-acs-security-token"
+    ACS_RETRY_AFTER = "x-acs-retry-after"
+    FC_INVOCATION_TYPE = "x-fc-invocation-type"
+    FC_ASYNC_TASK_ID = "x-fc-async-task-id"
+    FC_ASYNC_DELAY = "x-fc-async-delay"
+    FC_LOG_TYPE = "x-fc-log-type"
+    FC_REQUEST_ID = "x-fc-request-id"
+    MNS_VERSION = "x-mns-version"
+    MNS_REQUEST_ID = "x-mns-request-id"
+    MNS_SECURITY_TOKEN = "security-token"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One operation: its action name, method and path template (relative to the API root)."""
+
+    action: str
+    method: str
+    template: str
+
+    def path(self, prefix: str = "", **params: str) -> str:
+        """The encoded path: each parameter quoted as one segment (``/`` included), as the SDK does."""
+        return prefix + self.template.format(**{k: quote(str(v), safe="") for k, v in params.items()})
+
+    def pattern(self, prefix: str = "") -> re.Pattern[str]:
+        """A regex matching the encoded path, with one named group per parameter (for routing)."""
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(prefix + self.template))
+        return re.compile(f"^{regex}$")
+
+
+_FC = f"/{FC_API_VERSION}"
+
+FC_ENDPOINTS: dict[str, Endpoint] = {
+    e.action: e
+    for e in (
+        Endpoint("InvokeFunction", "POST", _FC + "/functions/{function}/invocations"),
+        Endpoint("GetAsyncTask", "GET", _FC + "/functions/{function}/async-tasks/{task_id}"),
+        Endpoint("ListAsyncTasks", "GET", _FC + "/functions/{function}/async-tasks"),
+        Endpoint("StopAsyncTask", "PUT", _FC + "/functions/{function}/async-tasks/{task_id}/stop"),
+        Endpoint("PutAsyncInvokeConfig", "PUT", _FC + "/functions/{function}/async-invoke-config"),
+        Endpoint("GetAsyncInvokeConfig", "GET", _FC + "/functions/{function}/async-invoke-config"),
+        Endpoint("DeleteAsyncInvokeConfig", "DELETE", _FC + "/functions/{function}/async-invoke-config"),
+        Endpoint("ListAsyncInvokeConfigs", "GET", _FC + "/async-invoke-configs"),
+        Endpoint("GetFunction", "GET", _FC + "/functions/{function}"),
+    )
+}
+
+MNS_ENDPOINTS: dict[str, Endpoint] = {
+    e.action: e
+    for e in (
+        Endpoint("CreateQueue", "PUT", "/queues/{queue}"),
+        Endpoint("GetQueueAttributes", "GET", "/queues/{queue}"),
+        Endpoint("DeleteQueue", "DELETE", "/queues/{queue}"),
+        Endpoint("SendMessage", "POST", "/queues/{queue}/messages"),
+        Endpoint("ReceiveMessage", "GET", "/queues/{queue}/messages"),
+        Endpoint("DeleteMessage", "DELETE", "/queues/{queue}/messages"),
+        Endpoint("ChangeMessageVisibility", "PUT", "/queues/{queue}/messages"),
+    )
+}
+
+
+def fc_host(account_id: str, region: str) -> str:
+    return f"{account_id}.{region}.fc.aliyuncs.com"
+
+
+def mns_host(account_id: str, region: str) -> str:
+    return f"{account_id}.mns.{region}.aliyuncs.com"
+
+
+def function_arn(region: str, account_id: str, function_name: str) -> str:
+    return f"acs:fc:{region}:{account_id}:functions/{function_name}"
+
+
+def mns_queue_arn(region: str, account_id: str, queue: str) -> str:
+    return f"acs:mns:{region}:{account_id}:/queues/{queue}/messages"
+
+
+_QUEUE_ARN = re.compile(r"^acs:mns:(?P<region>[\w-]*):(?P<account>\w*):/queues/(?P<queue>[A-Za-z0-9-]{1,120})/messages$")
+
+
+def parse_mns_queue_arn(arn: str) -> tuple[str, str, str] | None:
+    """``(region, account_id, queue)`` of an MNS queue ARN, or None when it is not one."""
+    m = _QUEUE_ARN.match(arn)
+    return (m["region"], m["account"], m["queue"]) if m else None
+
+
+def console_task_url(region: str, function_name: str, task_id: str, qualifier: str = "LATEST") -> str:
+    """The FC console page of one async task."""
+    return (
+        f"https://fcnext.console.aliyun.com/{region}/functions/{quote(function_name, safe='')}"
+        f"/async-task/{quote(task_id, safe='')}?qualifier={quote(qualifier, safe='')}"
+    )

@@ -1,0 +1,151 @@
+"""One exception hierarchy for FC and MNS.
+
+::
+
+    FcError                          anything this package raises on purpose
+    +-- FcValidationError            bad input found before sending (ValueError too); names the field
+    +-- FcTransportError             connection refused/reset, timeout: retryable
+    +-- FcResponseError              the server answered something unparseable (HTML, truncated JSON, ...)
+    +-- FcApiError                   an error reply: status, code, message, request id
+        +-- FcInvalidArgumentError   400
+        |   +-- FcPayloadTooLargeError   400 EntityTooLarge
+        +-- FcAuthError              403 (and 401)
+        +-- FcNotFoundError          404
+        +-- FcConflictError          409
+        +-- FcThrottledError         429: retryable
+        +-- FcServerError            5xx: retryable
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FcError",
+    "FcValidationError",
+    "FcTransportError",
+    "FcResponseError",
+    "FcApiError",
+    "FcInvalidArgumentError",
+    "FcPayloadTooLargeError",
+    "FcAuthError",
+    "FcNotFoundError",
+    "FcConflictError",
+    "FcThrottledError",
+    "FcServerError",
+    "api_error",
+]
+
+
+class FcError(Exception):
+    """Base of every error raised on purpose by this package."""
+
+    retryable: bool = False
+
+
+class FcValidationError(FcError, ValueError):
+    """Input rejected before any request left the process."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class FcTransportError(FcError):
+    """No usable HTTP reply: connection refused or reset, timeout."""
+
+    retryable = True
+
+
+class FcResponseError(FcError):
+    """A reply that does not parse as what the API documents (retryable: proxies and gateways produce these)."""
+
+    retryable = True
+
+    def __init__(self, msg: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(msg)
+        self.status = status
+        self.request_id = request_id
+
+
+class FcApiError(FcError):
+    """An error reply from FC or MNS."""
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        status: int,
+        code: str | None,
+        request_id: str | None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = msg
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = f", request id {self.request_id}" if self.request_id else ""
+        return f"HTTP {self.status} {self.code or 'error'}: {self.message}{where}"
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.status == 429 or self.status >= 500
+
+
+class FcInvalidArgumentError(FcApiError):
+    pass
+
+
+class FcPayloadTooLargeError(FcInvalidArgumentError):
+    pass
+
+
+class FcAuthError(FcApiError):
+    pass
+
+
+class FcNotFoundError(FcApiError):
+    pass
+
+
+class FcConflictError(FcApiError):
+    pass
+
+
+class FcThrottledError(FcApiError):
+    pass
+
+
+class FcServerError(FcApiError):
+    pass
+
+
+def api_error(
+    status: int,
+    code: str | None,
+    message: str | None,
+    request_id: str | None,
+    retry_after: float | None = None,
+) -> FcApiError:
+    """The subclass that fits ``status`` and ``code``."""
+    cls: type[FcApiError]
+    if code == "EntityTooLarge" or status == 413:
+        cls = FcPayloadTooLargeError
+    elif status in (401, 403):
+        cls = FcAuthError
+    elif status == 404:
+        cls = FcNotFoundError
+    elif status == 409:
+        cls = FcConflictError
+    elif status == 429 or code in ("ResourceExhausted", "Throttling", "QpsLimitExceeded"):
+        cls = FcThrottledError
+    elif status >= 500:
+        cls = FcServerError
+    elif status == 400:
+        cls = FcInvalidArgumentError
+    else:
+        cls = FcApiError
+    return cls(message or "(no message)", status=status, code=code, request_id=request_id, retry_after=retry_after)
