@@ -21,7 +21,9 @@ class Credentials:
 
     def __post_init__(self) -> None:
         if not self.access_key_id:
-            raise ValueError("access_key_id is empty: set it in the connection's login or extra 'access_key_id'")
+            raise ValueError(
+                "access_key_id is empty: set it in the connection's login or extra 'access_key_id'"
+            )
         if not self.access_key_secret:
             raise ValueError(
                 "access_key_secret is empty: set it in the connection's password or extra 'access_key_secret'"

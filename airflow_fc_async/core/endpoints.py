@@ -8,17 +8,17 @@ from urllib.parse import quote
 
 __all__ = [
     "FC_API_VERSION",
-    "MNS_API_VERSION",
-    "Endpoint",
     "FC_ENDPOINTS",
+    "MNS_API_VERSION",
     "MNS_ENDPOINTS",
+    "Endpoint",
     "H",
+    "console_task_url",
     "fc_host",
+    "function_arn",
     "mns_host",
     "mns_queue_arn",
     "parse_mns_queue_arn",
-    "function_arn",
-    "console_task_url",
 ]
 
 FC_API_VERSION = "2023-03-30"
@@ -115,7 +115,9 @@ def mns_queue_arn(region: str, account_id: str, queue: str) -> str:
     return f"acs:mns:{region}:{account_id}:/queues/{queue}/messages"
 
 
-_QUEUE_ARN = re.compile(r"^acs:mns:(?P<region>[\w-]*):(?P<account>\w*):/queues/(?P<queue>[A-Za-z0-9-]{1,120})/messages$")
+_QUEUE_ARN = re.compile(
+    r"^acs:mns:(?P<region>[\w-]*):(?P<account>\w*):/queues/(?P<queue>[A-Za-z0-9-]{1,120})/messages$"
+)
 
 
 def parse_mns_queue_arn(arn: str) -> tuple[str, str, str] | None:

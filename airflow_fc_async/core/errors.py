@@ -19,18 +19,18 @@
 from __future__ import annotations
 
 __all__ = [
-    "FcError",
-    "FcValidationError",
-    "FcTransportError",
-    "FcResponseError",
     "FcApiError",
-    "FcInvalidArgumentError",
-    "FcPayloadTooLargeError",
     "FcAuthError",
-    "FcNotFoundError",
     "FcConflictError",
-    "FcThrottledError",
+    "FcError",
+    "FcInvalidArgumentError",
+    "FcNotFoundError",
+    "FcPayloadTooLargeError",
+    "FcResponseError",
     "FcServerError",
+    "FcThrottledError",
+    "FcTransportError",
+    "FcValidationError",
     "api_error",
 ]
 
@@ -148,4 +148,6 @@ def api_error(
         cls = FcInvalidArgumentError
     else:
         cls = FcApiError
-    return cls(message or "(no message)", status=status, code=code, request_id=request_id, retry_after=retry_after)
+    return cls(
+        message or "(no message)", status=status, code=code, request_id=request_id, retry_after=retry_after
+    )

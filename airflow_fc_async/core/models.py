@@ -16,14 +16,14 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
-    "TaskStatus",
-    "TERMINAL_STATUSES",
     "FAILED_STATUSES",
-    "TaskEvent",
-    "AsyncTask",
+    "TERMINAL_STATUSES",
     "AsyncInvocation",
     "AsyncInvokeConfig",
+    "AsyncTask",
     "DestinationRecord",
+    "TaskEvent",
+    "TaskStatus",
     "decode_payload",
     "from_epoch_ms",
     "to_epoch_ms",

@@ -21,21 +21,21 @@ from airflow_fc_async.core.endpoints import FC_API_VERSION, MNS_API_VERSION, H
 __all__ = [
     "ACS3_ALGORITHM",
     "EMPTY_SHA256",
-    "encode_query_value",
-    "canonical_query",
-    "canonical_headers",
-    "fc_canonical_request",
-    "fc_string_to_sign",
-    "fc_signature",
-    "fc_authorization",
-    "parse_fc_authorization",
-    "sign_fc_request",
-    "mns_string_to_sign",
-    "mns_signature",
-    "sign_mns_request",
-    "parse_mns_authorization",
     "acs_date",
+    "canonical_headers",
+    "canonical_query",
+    "encode_query_value",
+    "fc_authorization",
+    "fc_canonical_request",
+    "fc_signature",
+    "fc_string_to_sign",
     "http_date",
+    "mns_signature",
+    "mns_string_to_sign",
+    "parse_fc_authorization",
+    "parse_mns_authorization",
+    "sign_fc_request",
+    "sign_mns_request",
 ]
 
 ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
@@ -61,7 +61,9 @@ def canonical_query(query: Mapping[str, str | None] | None) -> str:
     """``key=value`` pairs sorted by key, None values dropped; also the query string to send on the wire."""
     if not query:
         return ""
-    return "&".join(f"{k}={encode_query_value(query[k] or '')}" for k in sorted(query) if query[k] is not None)
+    return "&".join(
+        f"{k}={encode_query_value(query[k] or '')}" for k in sorted(query) if query[k] is not None
+    )
 
 
 def canonical_headers(headers: Mapping[str, str]) -> tuple[str, str]:
@@ -78,11 +80,17 @@ def canonical_headers(headers: Mapping[str, str]) -> tuple[str, str]:
 
 
 def fc_canonical_request(
-    method: str, path: str, query: Mapping[str, str | None] | None, headers: Mapping[str, str], payload_hash: str
+    method: str,
+    path: str,
+    query: Mapping[str, str | None] | None,
+    headers: Mapping[str, str],
+    payload_hash: str,
 ) -> str:
     """The canonical request; ``path`` is already encoded (each segment quoted with ``safe=''``)."""
     canon_headers, signed = canonical_headers(headers)
-    return "\n".join([method.upper(), path or "/", canonical_query(query), canon_headers, signed, payload_hash])
+    return "\n".join(
+        [method.upper(), path or "/", canonical_query(query), canon_headers, signed, payload_hash]
+    )
 
 
 def fc_string_to_sign(canonical_request: str) -> str:

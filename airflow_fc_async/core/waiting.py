@@ -20,10 +20,12 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-__all__ = ["WaitPolicy", "Deadline", "coerce_seconds"]
+__all__ = ["Deadline", "WaitPolicy", "coerce_seconds"]
 
 
-def coerce_seconds(name: str, value: float | int | timedelta | None, *, allow_none: bool = True) -> float | None:
+def coerce_seconds(
+    name: str, value: float | int | timedelta | None, *, allow_none: bool = True
+) -> float | None:
     """Seconds from a number or a timedelta; names the argument when the value is wrong."""
     if value is None:
         if allow_none:
