@@ -14,6 +14,7 @@ __all__ = [
     "Endpoint",
     "H",
     "console_task_url",
+    "destination_arn",
     "fc_host",
     "function_arn",
     "mns_host",
@@ -124,6 +125,11 @@ def parse_mns_queue_arn(arn: str) -> tuple[str, str, str] | None:
     """``(region, account_id, queue)`` of an MNS queue ARN, or None when it is not one."""
     m = _QUEUE_ARN.match(arn)
     return (m["region"], m["account"], m["queue"]) if m else None
+
+
+def destination_arn(value: str, region: str, account_id: str) -> str:
+    """A destination as given: an ARN stays as it is; a bare queue name becomes the MNS queue ARN of the account."""
+    return value if value.startswith("acs:") else mns_queue_arn(region, account_id, value)
 
 
 def console_task_url(region: str, function_name: str, task_id: str, qualifier: str = "LATEST") -> str:
