@@ -1,0 +1,320 @@
+"""Following one FC async task to its end: the one wait loop, deferral, outcome and cancellation.
+
+Shared by every operator that starts or re-runs a task (``FcInvokeAsyncOperator`` now, ``FcRerunAsyncTaskOperator``
+later): a subclass obtains a :class:`TaskRef` (invoke, re-run or re-attach) and calls :meth:`FcAsyncTaskMixin.follow`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+from airflow_fc_async.core.errors import (
+    FcAuthError,
+    FcError,
+    FcInvalidArgumentError,
+    FcNotFoundError,
+    FcValidationError,
+)
+from airflow_fc_async.core.models import AsyncTask, decode_payload
+from airflow_fc_async.core.progress import ProgressTracker
+from airflow_fc_async.core.waiting import WaitPolicy
+
+if TYPE_CHECKING:
+    from airflow_fc_async.hooks.fc import FcHook
+
+__all__ = [
+    "MAX_RESULT_BYTES",
+    "STATE_KEY",
+    "FcAsyncTaskMixin",
+    "TaskRef",
+    "airflow_error",
+    "failure_message",
+    "task_result",
+]
+
+MAX_RESULT_BYTES = 48 * 1024
+"""Above this the XCom result drops ``return_payload`` (MySQL's XCom column holds 64 KB; large XComs hurt)."""
+
+STATE_KEY = "fc_async_task"
+"""Key of the task state store (Airflow 3.3+) holding the FC task of the current task instance."""
+
+_DEFER_MARGIN = 60.0  # the trigger's own deadline fires this long before the deferral timeout
+_RESULT_READ_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """The FC task an operator follows."""
+
+    function_name: str
+    qualifier: str
+    task_id: str
+    request_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "function_name": self.function_name,
+            "qualifier": self.qualifier,
+            "task_id": self.task_id,
+            "request_id": self.request_id,
+        }
+
+
+def airflow_error(err: FcError, doing: str) -> AirflowException:
+    """The Airflow exception for an FC error: no retry where a retry cannot help."""
+    msg = f"{doing} failed: {err}"
+    if isinstance(err, FcValidationError | FcNotFoundError | FcInvalidArgumentError | FcAuthError):
+        return AirflowFailException(msg)
+    return AirflowException(msg)
+
+
+def task_result(task: AsyncTask, destination_record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The XCom return value: small and JSON-able; ``return_payload`` parsed when it is JSON."""
+    result: dict[str, Any] = {
+        "task_id": task.task_id,
+        "request_id": task.request_id,
+        "status": task.status.value,
+        "return_payload": decode_payload(task.return_payload),
+        "destination_record": destination_record,
+    }
+    size = len(json.dumps(result, default=str))
+    if size > MAX_RESULT_BYTES:
+        result["return_payload"] = None
+        result["return_payload_truncated"] = True
+    return result
+
+
+def failure_message(ref: TaskRef, task: AsyncTask, console_url: str) -> str:
+    """The one message of a task that ended without success."""
+    return (
+        f"FC async task {task.task_id} of function {ref.function_name} (qualifier {ref.qualifier}, "
+        f"request id {task.request_id or ref.request_id or 'unknown'}) ended {task.status.value}: "
+        f"{task.error_message or 'no error message'}. Console: {console_url}"
+    )
+
+
+class FcAsyncTaskMixin:
+    """Wait for, report on and cancel one FC async task. Mixed into a ``BaseOperator``.
+
+    Expects the attributes ``fc_conn_id``, ``poll_interval`` (seconds), ``max_wait`` (seconds or None),
+    ``stop_on_kill`` and ``deferrable``.
+    """
+
+    fc_conn_id: str
+    poll_interval: float
+    max_wait: float | None
+    stop_on_kill: bool
+    deferrable: bool
+    if TYPE_CHECKING:
+        log: Any
+        execution_timeout: timedelta | None
+
+        def defer(self, **kwargs: Any) -> NoReturn: ...
+
+    _fc_ref: TaskRef | None = None
+    _fc_done: bool = False
+    _fc_killed: bool = False
+    _fc_kill_event: threading.Event | None = None
+
+    # -- hooks -------------------------------------------------------------------------------------------------
+    def _new_hook(self) -> FcHook:
+        from airflow_fc_async.hooks.fc import FcHook
+
+        return FcHook(fc_conn_id=self.fc_conn_id)
+
+    @property
+    def hook(self) -> FcHook:
+        hook = self.__dict__.get("_fc_hook")
+        if hook is None:
+            hook = self.__dict__["_fc_hook"] = self._new_hook()
+        return hook
+
+    def console_url(self, ref: TaskRef) -> str:
+        try:
+            return self.hook.console_url(ref.function_name, ref.task_id, qualifier=ref.qualifier)
+        except Exception:  # the link is a convenience: never fail a task over it
+            return ""
+
+    # -- following ---------------------------------------------------------------------------------------------
+    def _start_following(self, ref: TaskRef) -> None:
+        self._fc_ref = ref
+        self._fc_done = False
+        if self._fc_kill_event is None:
+            self._fc_kill_event = threading.Event()
+
+    def follow(self, context: Any, ref: TaskRef, first_read: AsyncTask | None = None) -> dict[str, Any]:
+        """Wait for ``ref`` (blocking, or by deferring) and return its result; raise when it did not succeed."""
+        self._start_following(ref)
+        tracker = ProgressTracker()
+        if first_read is not None:
+            self._log_lines(ref, tracker.update(first_read))
+        if self.deferrable:
+            task = first_read or self._read_once(ref)
+            if task is not None and first_read is None:
+                self._log_lines(ref, tracker.update(task))
+            if task is not None and task.is_terminal:
+                return self.finish(context, ref, task)
+            self._defer_to_trigger(ref, tracker)
+        if first_read is not None and first_read.is_terminal:
+            return self.finish(context, ref, first_read)
+        task = self._wait_blocking(ref, tracker, reads=0 if first_read is None else 1)
+        return self.finish(context, ref, task)
+
+    def _read_once(self, ref: TaskRef) -> AsyncTask | None:
+        try:
+            return self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
+        except FcError as err:
+            if err.retryable:
+                self.log.warning("Reading FC task %s failed (%s); deferring anyway", ref.task_id, err)
+                return None
+            raise airflow_error(err, f"Reading FC async task {ref.task_id}") from err
+
+    def _wait_blocking(self, ref: TaskRef, tracker: ProgressTracker, reads: int = 0) -> AsyncTask:
+        """The one blocking wait loop: WaitPolicy's schedule, the max_wait deadline, transient errors retried."""
+        policy = WaitPolicy.for_poll_interval(self.poll_interval, self.max_wait)
+        deadline = policy.deadline()
+        event = self._fc_kill_event or threading.Event()
+        while True:
+            self._raise_if_killed(ref)
+            if deadline.expired():
+                self.stop_task(ref, f"max_wait of {self.max_wait:g} s passed")
+                raise AirflowException(
+                    f"FC async task {ref.task_id} of function {ref.function_name} did not finish within "
+                    f"max_wait={self.max_wait:g} s; it was stopped. Console: {self.console_url(ref)}"
+                )
+            event.wait(deadline.sleep_for(policy, reads))
+            self._raise_if_killed(ref)
+            reads += 1
+            try:
+                task = self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
+            except FcError as err:
+                if not err.retryable:
+                    raise airflow_error(err, f"Reading FC async task {ref.task_id}") from err
+                self.log.warning("Transient error reading FC task %s, will retry: %s", ref.task_id, err)
+                continue
+            self._log_lines(ref, tracker.update(task))
+            if task.is_terminal:
+                self._raise_if_killed(ref)
+                return task
+
+    def _log_lines(self, ref: TaskRef, lines: list[str]) -> None:
+        for line in lines:
+            self.log.info("FC task %s: %s", ref.task_id, line)
+
+    def _defer_to_trigger(self, ref: TaskRef, tracker: ProgressTracker) -> NoReturn:
+        from airflow_fc_async.triggers.fc import FcAsyncTaskTrigger
+
+        wait = self.max_wait
+        if wait is None and self.execution_timeout is not None:
+            wait = self.execution_timeout.total_seconds()
+        trigger = FcAsyncTaskTrigger(
+            function_name=ref.function_name,
+            async_task_id=ref.task_id,
+            qualifier=ref.qualifier,
+            fc_conn_id=self.fc_conn_id,
+            poll_interval=self.poll_interval,
+            timeout_at=time.time() + wait if wait else None,
+            stop_on_kill=self.stop_on_kill,
+            progress=tracker.to_dict(),
+            request_id=ref.request_id,
+        )
+        self.log.info("Deferring: the triggerer follows FC task %s", ref.task_id)
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            timeout=timedelta(seconds=wait + _DEFER_MARGIN) if wait else None,
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: its lines go to the task log, then success returns and anything else raises."""
+        if not isinstance(event, dict) or "status" not in event or "async_task_id" not in event:
+            raise AirflowException(f"Unexpected trigger event: {event!r}")
+        ref = TaskRef(
+            function_name=event["function_name"],
+            qualifier=event.get("qualifier") or "LATEST",
+            task_id=event["async_task_id"],
+            request_id=event.get("request_id"),
+        )
+        self._start_following(ref)
+        self._log_lines(ref, list(event.get("lines") or ()))
+        status = event["status"]
+        if status == "success":
+            return self.finish(context, ref, self._read_result(ref))
+        if status == "failure":
+            return self.finish(context, ref, AsyncTask.from_json(event["task"]))
+        if status == "timeout":
+            self.stop_task(ref, "the wait for it timed out in the triggerer")
+            raise AirflowException(
+                f"FC async task {ref.task_id} of function {ref.function_name} did not finish in time "
+                f"({event.get('message', 'timeout')}); it was stopped. Console: {self.console_url(ref)}"
+            )
+        message = f"Following FC async task {ref.task_id} failed: {event.get('message', event)}"
+        if event.get("retryable") is False:
+            raise AirflowFailException(message)
+        raise AirflowException(message)
+
+    def _read_result(self, ref: TaskRef) -> AsyncTask:
+        """The succeeded task read once more, for its return payload (the trigger event stays small)."""
+        for attempt in range(1, _RESULT_READ_ATTEMPTS + 1):
+            try:
+                return self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
+            except FcError as err:
+                if not err.retryable or attempt == _RESULT_READ_ATTEMPTS:
+                    raise airflow_error(err, f"Reading the result of FC async task {ref.task_id}") from err
+                self.log.warning("Transient error reading FC task %s, will retry: %s", ref.task_id, err)
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    def finish(self, context: Any, ref: TaskRef, task: AsyncTask) -> dict[str, Any]:
+        """The outcome: the XCom dict on success, one AirflowException naming everything otherwise."""
+        self._fc_done = True
+        if not task.is_terminal:
+            raise AirflowException(f"FC async task {task.task_id} is still {task.status.value}")
+        if task.is_successful:
+            result = task_result(task, self.destination_record(context, ref, task))
+            if result.get("return_payload_truncated"):
+                self.log.warning(
+                    "The return payload of FC task %s is larger than %d bytes: left out of XCom",
+                    task.task_id,
+                    MAX_RESULT_BYTES,
+                )
+            self.log.info("FC task %s succeeded (request id %s)", task.task_id, task.request_id)
+            return result
+        raise AirflowException(failure_message(ref, task, self.console_url(ref)))
+
+    def destination_record(self, context: Any, ref: TaskRef, task: AsyncTask) -> dict[str, Any] | None:
+        """Hook point: the destination record of ``task`` (read from MNS by a later issue). None for now."""
+        return None
+
+    # -- cancellation --------------------------------------------------------------------------------------
+    def _raise_if_killed(self, ref: TaskRef) -> None:
+        if self._fc_killed:
+            what = "it was stopped" if self.stop_on_kill else "it was left running (stop_on_kill=False)"
+            raise AirflowException(
+                f"The Airflow task was killed while following FC async task {ref.task_id} of function "
+                f"{ref.function_name}; {what}."
+            )
+
+    def on_kill(self) -> None:
+        """Airflow killed the task (mark failed/success, clear, execution_timeout): stop the FC task, end the loop."""
+        self._fc_killed = True
+        if self._fc_kill_event is not None:
+            self._fc_kill_event.set()
+        ref = self._fc_ref
+        if ref is not None and self.stop_on_kill and not self._fc_done:
+            self.stop_task(ref, "the Airflow task was killed")
+
+    def stop_task(self, ref: TaskRef, why: str) -> None:
+        """Stop the FC task, best effort (a fresh hook: on_kill may interrupt a call of the shared one)."""
+        try:
+            self._new_hook().stop_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
+            self.log.info("Stopped FC task %s: %s", ref.task_id, why)
+        except Exception as err:
+            self.log.warning("Could not stop FC task %s (%s): %s", ref.task_id, why, err)

@@ -1,0 +1,281 @@
+"""Operators for FC async tasks.
+
+Importing this module is cheap (a DAG file is parsed every few seconds): the hook, the HTTP libraries and the
+trigger are imported inside the methods that use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, conf
+
+from airflow_fc_async import compat
+from airflow_fc_async.core import task_ids
+from airflow_fc_async.core.errors import FcConflictError, FcError, FcNotFoundError
+from airflow_fc_async.core.models import AsyncTask
+from airflow_fc_async.core.progress import truncate
+from airflow_fc_async.core.waiting import coerce_seconds
+from airflow_fc_async.links import FcAsyncTaskLink
+from airflow_fc_async.operators._base import STATE_KEY, FcAsyncTaskMixin, TaskRef, airflow_error
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+__all__ = ["FcInvokeAsyncOperator"]
+
+_LOOKUP_LIMIT = 50
+
+
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
+    """Invoke an FC function asynchronously and follow the task to its end.
+
+    :param function_name: the FC function (templated).
+    :param payload: the event: dict or list (sent as compact JSON), str, bytes, or an XComArg (templated).
+    :param qualifier: version or alias (templated).
+    :param async_task_id: the FC task id (templated); by default a deterministic id per dag, task, run, map
+        index and try (see ``airflow_fc_async.core.task_ids``), which makes a repeated invoke harmless and lets
+        a retry find an earlier try's task.
+    :param wait_for_completion: False returns ``{"task_id", "request_id", "status": "Enqueued"}`` at once.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param poll_interval: longest gap between status reads (seconds or timedelta); reads start about 1 s
+        after the invoke and back off to it.
+    :param max_wait: give up (and stop the FC task) after this long (seconds or timedelta); None: no limit.
+    :param stop_on_kill: stop the FC task when the Airflow task is killed.
+    :param destination_queue: MNS queue of the function's destination (templated; used by a later feature).
+    :param fc_conn_id: the Airflow connection.
+
+    The XCom return value: ``{"task_id", "request_id", "status", "return_payload", "destination_record"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "function_name",
+        "payload",
+        "qualifier",
+        "async_task_id",
+        "destination_queue",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"payload": "json"}
+    operator_extra_links = (FcAsyncTaskLink(),)
+    ui_color = "#ff6a00"
+
+    def __init__(
+        self,
+        *,
+        function_name: str,
+        payload: Any = None,
+        qualifier: str = "LATEST",
+        async_task_id: str | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float | timedelta = 15,
+        max_wait: float | timedelta | None = None,
+        stop_on_kill: bool = True,
+        destination_queue: str | None = None,
+        fc_conn_id: str = "fc_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(function_name, str) or not function_name.strip():
+            raise ValueError(f"function_name must be a non-empty string, got {function_name!r}")
+        if not isinstance(qualifier, str) or not qualifier.strip():
+            raise ValueError(f"qualifier must be a non-empty string, got {qualifier!r}")
+        if async_task_id is not None and not _templated(async_task_id):
+            task_ids.validate_task_id("async_task_id", async_task_id)
+        if not (payload is None or isinstance(payload, dict | list | str | bytes) or _is_xcom_arg(payload)):
+            raise ValueError(
+                f"payload must be a dict, list, str, bytes or an XComArg, got {type(payload).__name__}"
+            )
+        self.function_name = function_name
+        self.payload = payload
+        self.qualifier = qualifier
+        self.async_task_id = async_task_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = coerce_seconds("poll_interval", poll_interval, allow_none=False) or 15.0
+        self.max_wait = coerce_seconds("max_wait", max_wait)
+        self.stop_on_kill = stop_on_kill
+        self.destination_queue = destination_queue
+        self.fc_conn_id = fc_conn_id
+
+    # -- execute -----------------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        ti = context["ti"]
+        explicit = self.async_task_id is not None
+        if explicit:
+            task_ids.validate_task_id("async_task_id", str(self.async_task_id))
+            prefix = str(self.async_task_id)
+        else:
+            prefix = task_ids.task_id_prefix(ti.dag_id, ti.task_id, context["run_id"], ti.map_index)
+        try_number = int(ti.try_number or 1)
+
+        earlier = self._find_earlier_task(context, prefix, try_number, explicit)
+        first_read: AsyncTask | None = None
+        if earlier is not None:
+            ref = TaskRef(self.function_name, self.qualifier, earlier.task_id, earlier.request_id)
+            first_read = earlier
+            if earlier.is_successful:
+                self.log.info(
+                    "FC task %s of an earlier try already succeeded: returning its result, no new invoke",
+                    earlier.task_id,
+                )
+        else:
+            own_id = (
+                task_ids.explicit_try_task_id(prefix, try_number)
+                if explicit
+                else task_ids.try_task_id(prefix, try_number)
+            )
+            ref, first_read = self._invoke(own_id)
+        self._remember(context, ref)
+        url = self.console_url(ref)
+        if url:
+            FcAsyncTaskLink.persist(context, url)
+            self.log.info("FC console: %s", url)
+        if first_read is not None and first_read.is_successful:
+            self._start_following(ref)
+            return self.finish(context, ref, first_read)
+        if not self.wait_for_completion:
+            status = first_read.status.value if first_read is not None else "Enqueued"
+            return {"task_id": ref.task_id, "request_id": ref.request_id, "status": status}
+        return self.follow(context, ref, first_read)
+
+    def _invoke(self, task_id: str) -> tuple[TaskRef, AsyncTask | None]:
+        """Invoke; a 409 means this very try already invoked with its deterministic id: attach to that task."""
+        self.log.info(
+            "Invoking FC function %s (qualifier %s) as async task %s with event: %s",
+            self.function_name,
+            self.qualifier,
+            task_id,
+            _describe_payload(self.payload),
+        )
+        try:
+            inv = self.hook.invoke_async(
+                self.function_name, _wire_payload(self.payload), qualifier=self.qualifier, task_id=task_id
+            )
+        except FcConflictError:
+            self.log.info("FC task %s exists already (a repeat of this try): attaching to it", task_id)
+            try:
+                task = self.hook.get_async_task(self.function_name, task_id, qualifier=self.qualifier)
+            except FcError as err:
+                raise airflow_error(err, f"Reading FC async task {task_id}") from err
+            return TaskRef(self.function_name, self.qualifier, task.task_id, task.request_id), task
+        except FcError as err:
+            raise airflow_error(err, f"Invoking FC function {self.function_name}") from err
+        self.log.info("FC accepted async task %s (request id %s)", inv.task_id, inv.request_id)
+        return TaskRef(self.function_name, self.qualifier, inv.task_id, inv.request_id), None
+
+    # -- re-attach ---------------------------------------------------------------------------------------------
+    def _find_earlier_task(
+        self, context: Context, prefix: str, try_number: int, explicit: bool
+    ) -> AsyncTask | None:
+        """An earlier try's task to re-attach to (active) or to take the result of (Succeeded); else None.
+
+        First the task state store (Airflow 3.3+), then a ListAsyncTasks lookup by this task instance's prefix
+        (every version; also covers a worker lost between invoke and store). A failed task is never reused.
+        """
+        store = compat.task_state_store(context)
+        if store is not None:
+            try:
+                saved = store.get(STATE_KEY)
+            except Exception as err:
+                self.log.warning("Reading the task state store failed: %s", err)
+                saved = None
+            task = self._saved_task(saved)
+            if task is not None:
+                return task
+        if try_number <= 1:
+            return None
+        lookup = prefix if explicit else f"{prefix}-t"
+        try:
+            tasks = list(
+                self.hook.list_async_tasks(
+                    self.function_name, qualifier=self.qualifier, prefix=lookup, limit=_LOOKUP_LIMIT
+                )
+            )
+        except FcError as err:
+            raise airflow_error(err, f"Looking up earlier tries' FC tasks (prefix {lookup})") from err
+        picked = task_ids.pick_earlier_task(prefix, tasks, try_number, explicit=explicit)
+        if picked is None:
+            if tasks:
+                self.log.info("No earlier try's FC task to re-attach to (%d found, all ended)", len(tasks))
+            return None
+        try:  # a fresh full read: events, error text and the return payload
+            picked = self.hook.get_async_task(self.function_name, picked.task_id, qualifier=self.qualifier)
+        except FcError as err:
+            raise airflow_error(err, f"Reading FC async task {picked.task_id}") from err
+        return self._reusable(picked)
+
+    def _saved_task(self, saved: Any) -> AsyncTask | None:
+        if not isinstance(saved, dict) or not saved.get("task_id"):
+            return None
+        if saved.get("function_name") != self.function_name or saved.get("qualifier") != self.qualifier:
+            self.log.info("The stored FC task belongs to another function or qualifier: not reused")
+            return None
+        try:
+            task = self.hook.get_async_task(self.function_name, saved["task_id"], qualifier=self.qualifier)
+        except FcNotFoundError:
+            return None
+        except FcError as err:
+            raise airflow_error(err, f"Reading FC async task {saved['task_id']}") from err
+        return self._reusable(task)
+
+    def _reusable(self, task: AsyncTask) -> AsyncTask | None:
+        if not task.is_terminal:
+            self.log.info(
+                "Re-attaching to FC task %s of an earlier try (%s)", task.task_id, task.status.value
+            )
+            return task
+        if task.is_successful:
+            return task
+        self.log.warning(
+            "FC task %s of an earlier try ended %s: invoking a new task", task.task_id, task.status.value
+        )
+        return None
+
+    def _remember(self, context: Context, ref: TaskRef) -> None:
+        """Store the task in the task state store (3.3+) before waiting or deferring, for the next try."""
+        store = compat.task_state_store(context)
+        if store is None:
+            return
+        try:
+            store.set(STATE_KEY, ref.to_dict())
+        except Exception as err:  # the prefix lookup still finds it
+            self.log.warning("Could not store FC task %s in the task state store: %s", ref.task_id, err)
+
+
+def _is_xcom_arg(value: Any) -> bool:
+    try:
+        from airflow.sdk.definitions.xcom_arg import XComArg
+    except ImportError:  # pragma: no cover - Airflow 2
+        from airflow.models.xcom_arg import XComArg  # type: ignore[no-redef]
+    return isinstance(value, XComArg)
+
+
+def _wire_payload(payload: Any) -> Any:
+    if payload is None:
+        return b""
+    if isinstance(payload, dict | list | str | bytes):
+        return payload
+    raise AirflowException(
+        f"payload rendered to a {type(payload).__name__}; expected a dict, list, str or bytes"
+    )
+
+
+def _describe_payload(payload: Any) -> str:
+    import json
+
+    if payload is None:
+        return "(empty)"
+    if isinstance(payload, bytes):
+        text = payload.decode("utf-8", "replace")
+    elif isinstance(payload, str):
+        text = payload
+    else:
+        text = json.dumps(payload, separators=(",", ":"), default=str)
+    return truncate(text, 1024)

@@ -1,0 +1,157 @@
+"""FcAsyncTaskSensor: wait for an FC async task that something else started.
+
+Succeeded ends the sensor with the same XCom dict as the invoke operator. Failed, Stopped, Expired and Invalid
+raise ``AirflowFailException``: a retry of the sensor would only see the same ended task, and it is the exception
+``BaseSensorOperator`` turns into a skip when ``soft_fail=True`` (a plain AirflowException from ``poke`` is not
+soft-failed by the task SDK 1.3). The sensor never stops the task it watches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+
+from airflow_fc_async.core.errors import FcError
+from airflow_fc_async.core.models import AsyncTask
+from airflow_fc_async.core.progress import ProgressTracker
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_fc_async.hooks.fc import FcHook
+
+__all__ = ["FcAsyncTaskSensor"]
+
+_DEFER_MARGIN = 60.0
+
+
+class FcAsyncTaskSensor(BaseSensorOperator):
+    """Wait until an FC async task ends; succeed when it Succeeded, fail otherwise.
+
+    :param function_name: the FC function (templated).
+    :param async_task_id: the task to watch (templated), e.g. ``{{ ti.xcom_pull('invoke')['task_id'] }}``.
+    :param qualifier: version or alias (templated).
+    :param fc_conn_id: the Airflow connection (templated).
+    :param deferrable: wait in the triggerer (``poke_interval`` is then the longest gap between reads).
+    """
+
+    template_fields: Sequence[str] = ("function_name", "async_task_id", "qualifier", "fc_conn_id")
+    ui_color = "#ffb27a"
+
+    def __init__(
+        self,
+        *,
+        function_name: str,
+        async_task_id: str,
+        qualifier: str = "LATEST",
+        fc_conn_id: str = "fc_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float | timedelta = 15,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        for name, value in (("function_name", function_name), ("async_task_id", async_task_id)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        self.function_name = function_name
+        self.async_task_id = async_task_id
+        self.qualifier = qualifier
+        self.fc_conn_id = fc_conn_id
+        self.deferrable = deferrable
+        self._tracker = ProgressTracker()
+
+    @property
+    def hook(self) -> FcHook:
+        hook = self.__dict__.get("_fc_hook")
+        if hook is None:
+            from airflow_fc_async.hooks.fc import FcHook
+
+            hook = self.__dict__["_fc_hook"] = FcHook(fc_conn_id=self.fc_conn_id)
+        return hook
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        try:
+            task = self.hook.get_async_task(self.function_name, self.async_task_id, qualifier=self.qualifier)
+        except FcError as err:
+            if err.retryable:
+                self.log.warning(
+                    "Transient error reading FC task %s, will poke again: %s", self.async_task_id, err
+                )
+                return False
+            raise AirflowFailException(f"Reading FC async task {self.async_task_id} failed: {err}") from err
+        for line in self._tracker.update(task):
+            self.log.info("FC task %s: %s", self.async_task_id, line)
+        return self._outcome(task)
+
+    def _outcome(self, task: AsyncTask) -> bool | PokeReturnValue:
+        from airflow_fc_async.operators._base import TaskRef, failure_message, task_result
+
+        if not task.is_terminal:
+            return False
+        if task.is_successful:
+            return PokeReturnValue(is_done=True, xcom_value=task_result(task))
+        ref = TaskRef(self.function_name, self.qualifier, task.task_id, task.request_id)
+        raise AirflowFailException(failure_message(ref, task, self._console_url()))
+
+    def _console_url(self) -> str:
+        try:
+            return self.hook.console_url(self.function_name, self.async_task_id, qualifier=self.qualifier)
+        except Exception:
+            return ""
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)  # an ended task never defers (and its XCom is not lost)
+        if isinstance(first, PokeReturnValue):
+            return first.xcom_value
+        if first:
+            return None
+        from airflow_fc_async.triggers.fc import FcAsyncTaskTrigger
+
+        self.defer(
+            trigger=FcAsyncTaskTrigger(
+                function_name=self.function_name,
+                async_task_id=self.async_task_id,
+                qualifier=self.qualifier,
+                fc_conn_id=self.fc_conn_id,
+                poll_interval=max(self.poke_interval, 1.0),
+                timeout_at=time.time() + self.timeout,
+                stop_on_kill=False,
+                progress=self._tracker.to_dict(),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + _DEFER_MARGIN),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+        if not isinstance(event, dict) or "status" not in event:
+            raise AirflowException(f"Unexpected trigger event: {event!r}")
+        for line in event.get("lines") or ():
+            self.log.info("FC task %s: %s", self.async_task_id, line)
+        status = event["status"]
+        if status == "success":
+            task = self.hook.get_async_task(self.function_name, self.async_task_id, qualifier=self.qualifier)
+            result = self._outcome(task)
+            return result.xcom_value if isinstance(result, PokeReturnValue) else None
+        if status == "failure":
+            self._outcome(AsyncTask.from_json(event["task"]))
+        if status == "timeout":
+            raise AirflowSensorTimeout(
+                f"FC async task {self.async_task_id} did not end within the sensor timeout ({self.timeout:g} s)"
+            )
+        raise AirflowFailException(
+            f"Following FC async task {self.async_task_id} failed: {event.get('message')}"
+        )

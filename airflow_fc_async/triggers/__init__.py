@@ -1,0 +1,1 @@
+"""Airflow triggers for FC async tasks."""

@@ -1,0 +1,178 @@
+"""FcAsyncTaskTrigger: follows one FC async task in the triggerer and fires exactly one event.
+
+Event payloads (``status``):
+
+- ``success``: the task Succeeded (the operator reads it once more for its return payload);
+- ``failure``: it ended Failed, Stopped, Expired or Invalid (``task`` holds its JSON without payloads);
+- ``timeout``: ``timeout_at`` passed first (the operator stops the task);
+- ``error``: a permanent API error (404, 403, ...), ``retryable`` False.
+
+Every event carries ``lines`` (the progress lines seen here, for the task log) and ``progress`` (the tracker
+state). Transient errors (throttling, 5xx, connection) are logged and retried within the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_fc_async import compat
+from airflow_fc_async.core.errors import FcError
+from airflow_fc_async.core.models import AsyncTask
+from airflow_fc_async.core.progress import ProgressTracker
+from airflow_fc_async.core.waiting import Deadline, WaitPolicy
+
+__all__ = ["FcAsyncTaskTrigger"]
+
+_PAYLOAD_KEYS = ("taskPayload", "invocationPayload", "returnPayload")
+
+
+class FcAsyncTaskTrigger(BaseTrigger):
+    """Poll an FC async task until it ends, ``timeout_at`` passes or a permanent error occurs.
+
+    :param function_name: the FC function.
+    :param async_task_id: the FC async task id (``task_id`` is taken by ``BaseTrigger``: the Airflow task id).
+    :param qualifier: version or alias.
+    :param fc_conn_id: the Airflow connection (read in the triggerer, asynchronously; never a secret here).
+    :param poll_interval: the longest gap between two reads, seconds (the WaitPolicy backs off to it).
+    :param timeout_at: epoch seconds after which a ``timeout`` event fires; None waits without a limit.
+    :param stop_on_kill: stop the FC task when a user kills the deferred Airflow task.
+    :param progress: the ProgressTracker state so far (so no line is logged twice).
+    :param request_id: the invocation's request id, echoed in the event.
+    """
+
+    def __init__(
+        self,
+        function_name: str,
+        async_task_id: str,
+        qualifier: str = "LATEST",
+        fc_conn_id: str = "fc_default",
+        poll_interval: float = 15.0,
+        timeout_at: float | None = None,
+        stop_on_kill: bool = True,
+        progress: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.function_name = function_name
+        self.async_task_id = async_task_id
+        self.qualifier = qualifier
+        self.fc_conn_id = fc_conn_id
+        self.poll_interval = float(poll_interval)
+        self.timeout_at = timeout_at
+        self.stop_on_kill = stop_on_kill
+        self.progress = dict(progress or {})
+        self.request_id = request_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "function_name": self.function_name,
+                "async_task_id": self.async_task_id,
+                "qualifier": self.qualifier,
+                "fc_conn_id": self.fc_conn_id,
+                "poll_interval": self.poll_interval,
+                "timeout_at": self.timeout_at,
+                "stop_on_kill": self.stop_on_kill,
+                "progress": self.progress,
+                "request_id": self.request_id,
+            },
+        )
+
+    def _hook(self) -> Any:
+        hook = self.__dict__.get("_fc_hook")
+        if hook is None:
+            from airflow_fc_async.hooks.fc import FcHook
+
+            hook = self.__dict__["_fc_hook"] = FcHook(fc_conn_id=self.fc_conn_id)
+        return hook
+
+    def _event(self, status: str, lines: list[str], tracker: ProgressTracker, **extra: Any) -> TriggerEvent:
+        payload: dict[str, Any] = {
+            "status": status,
+            "function_name": self.function_name,
+            "qualifier": self.qualifier,
+            "async_task_id": self.async_task_id,
+            "request_id": self.request_id,
+            "lines": lines,
+            "progress": tracker.to_dict(),
+        }
+        payload.update(extra)
+        return TriggerEvent(payload)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        tracker = ProgressTracker.from_dict(self.progress)
+        lines: list[str] = []
+        remaining = None if self.timeout_at is None else max(0.0, self.timeout_at - time.time())
+        policy = WaitPolicy.for_poll_interval(self.poll_interval)
+        deadline = Deadline(remaining, time.monotonic())
+        reads = 0
+        try:
+            while True:
+                if deadline.expired():
+                    self.log.info("FC task %s: no end within the deadline", self.async_task_id)
+                    yield self._event("timeout", lines, tracker, message="the deadline passed")
+                    return
+                delay = deadline.sleep_for(policy, reads)
+                if math.isfinite(delay) and delay > 0:
+                    await asyncio.sleep(delay)
+                reads += 1
+                try:
+                    task: AsyncTask = await self._hook().aget_async_task(
+                        self.function_name, self.async_task_id, qualifier=self.qualifier
+                    )
+                except FcError as err:
+                    if err.retryable:
+                        self.log.warning("Transient error reading FC task %s: %s", self.async_task_id, err)
+                        continue
+                    self.log.error("Permanent error reading FC task %s: %s", self.async_task_id, err)
+                    yield self._event("error", lines, tracker, message=str(err), retryable=False)
+                    return
+                for line in tracker.update(task):
+                    self.log.info("FC task %s: %s", self.async_task_id, line)
+                    lines.append(line)
+                if task.is_terminal:
+                    status = "success" if task.is_successful else "failure"
+                    raw = {k: v for k, v in dict(task.raw).items() if k not in _PAYLOAD_KEYS}
+                    raw.setdefault("taskId", task.task_id)
+                    raw.setdefault("status", task.status.value)
+                    yield self._event(status, lines, tracker, task=raw, task_status=task.status.value)
+                    return
+        except asyncio.CancelledError as exc:
+            # Airflow 3.3+ calls on_kill for user actions; before it, stop only when the task instance left
+            # DEFERRED (a user acted), never on a triggerer restart (still DEFERRED).
+            fallback = self.stop_on_kill and not compat.trigger_has_on_kill()
+            if fallback and not compat.is_user_action_cancel(exc):
+                still_deferred = await compat.task_instance_still_deferred(self.task_instance)
+                if not still_deferred:
+                    await self._stop("the deferred Airflow task was cancelled")
+            raise
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred task (Airflow 3.3+): stop the FC task when asked to."""
+        if self.stop_on_kill:
+            await self._stop("the deferred Airflow task was killed by a user")
+
+    async def _stop(self, why: str) -> None:
+        try:
+            await self._hook().astop_async_task(
+                self.function_name, self.async_task_id, qualifier=self.qualifier
+            )
+            self.log.info("Stopped FC task %s: %s", self.async_task_id, why)
+        except Exception as err:
+            self.log.warning("Could not stop FC task %s (%s): %s", self.async_task_id, why, err)
+
+    async def cleanup(self) -> None:
+        """Release the HTTP session; never stops the FC task (cleanup also runs on a triggerer restart)."""
+        hook = self.__dict__.pop("_fc_hook", None)
+        if hook is not None and hasattr(hook, "aclose"):
+            try:
+                await hook.aclose()
+            except Exception as err:  # best effort
+                self.log.debug("Closing the FC hook failed: %s", err)
