@@ -45,7 +45,9 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["alibaba"],
             },
         ],
-        "operators": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_fc_async.operators.fc"]}],
+        "operators": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_fc_async.operators.fc"]}
+        ],
         "sensors": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_fc_async.sensors.fc"]},
             {"integration-name": _MNS_INTEGRATION, "python-modules": ["airflow_fc_async.sensors.mns"]},

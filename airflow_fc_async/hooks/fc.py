@@ -1,0 +1,265 @@
+"""FcHook: Function Compute 3.0 async tasks from Airflow (sync methods for workers, ``a``-prefixed for triggers).
+
+A thin adapter: it turns a connection into an :class:`~airflow_fc_async.core.fc.FcClient` (built on first use,
+so importing or constructing the hook costs nothing) and forwards. HTTP libraries are imported only when a
+client is built; aiohttp only when an async method first runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_fc_async.core.endpoints import console_task_url
+from airflow_fc_async.core.models import AsyncInvocation, AsyncInvokeConfig, AsyncTask, TaskStatus
+from airflow_fc_async.hooks.base import FcBaseHook
+
+if TYPE_CHECKING:
+    from airflow_fc_async.core.fc import AsyncFcClient, FcClient
+
+__all__ = ["FcHook"]
+
+_MAX_TASK_ID = 128
+
+
+class FcHook(FcBaseHook):
+    """Function Compute 3.0 async tasks: invoke, read, list, stop, re-run, and the async invoke config.
+
+    :param fc_conn_id: an ``alibaba_fc`` (or ``alibaba_cloud``) connection; see :class:`FcBaseHook`.
+    """
+
+    def __init__(self, fc_conn_id: str = FcBaseHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(fc_conn_id, **kwargs)
+        self._client: FcClient | None = None
+        self._aclient: AsyncFcClient | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Airflow 2.x form only (3.2+ reads ``ui-field-behaviour`` from the provider info)."""
+        return cls._ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow 2.x form only (3.2+ reads ``conn-fields`` from the provider info)."""
+        return cls._form_widgets()
+
+    # -- clients -----------------------------------------------------------------------------------------------
+    def get_conn(self) -> FcClient:
+        """The sync client (one pooled session per hook)."""
+        if self._client is None:
+            from airflow_fc_async.core.fc import FcClient
+
+            s = self.settings()
+            self._client = FcClient(s.endpoint("fc"), s.credentials, **self._client_kwargs(s))
+        return self._client
+
+    async def aget_conn(self) -> AsyncFcClient:
+        """The async client, built from a connection read without blocking the event loop."""
+        if self._aclient is None:
+            from airflow_fc_async.core.fc import AsyncFcClient
+
+            s = await self.asettings()
+            self._aclient = AsyncFcClient(s.endpoint("fc"), s.credentials, **self._client_kwargs(s))
+        return self._aclient
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    def console_url(self, function_name: str, task_id: str, qualifier: str = "LATEST") -> str:
+        """The FC console page of a task; with an endpoint override and no region, the task's API URL."""
+        s = self.settings()
+        if s.region and "fc" not in s.overrides:
+            return console_task_url(s.region, function_name, task_id, qualifier)
+        from urllib.parse import quote
+
+        from airflow_fc_async.core.endpoints import FC_ENDPOINTS
+
+        path = FC_ENDPOINTS["GetAsyncTask"].path(function=function_name, task_id=task_id)
+        return f"{s.endpoint('fc')}{path}?qualifier={quote(qualifier, safe='')}"
+
+    # -- sync --------------------------------------------------------------------------------------------------
+    def invoke_async(
+        self,
+        function_name: str,
+        payload: Any = None,
+        *,
+        qualifier: str = "LATEST",
+        task_id: str | None = None,
+        delay_seconds: int | None = None,
+    ) -> AsyncInvocation:
+        inv = self.get_conn().invoke_async(
+            function_name, payload, qualifier=qualifier, task_id=task_id, delay_seconds=delay_seconds
+        )
+        self.log.info(
+            "Invoked %s:%s async: task id %s, request id %s",
+            function_name,
+            qualifier,
+            inv.task_id,
+            inv.request_id,
+        )
+        return inv
+
+    def invoke_sync(self, function_name: str, payload: Any = None, *, qualifier: str = "LATEST") -> bytes:
+        return self.get_conn().invoke_sync(function_name, payload, qualifier=qualifier)
+
+    def get_async_task(self, function_name: str, task_id: str, *, qualifier: str = "LATEST") -> AsyncTask:
+        return self.get_conn().get_async_task(function_name, task_id, qualifier=qualifier)
+
+    def list_async_tasks(
+        self,
+        function_name: str,
+        *,
+        qualifier: str | None = None,
+        prefix: str | None = None,
+        status: str | TaskStatus | Iterable[str | TaskStatus] | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        include_payload: bool = False,
+        newest_first: bool = True,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[AsyncTask]:
+        return self.get_conn().list_async_tasks(
+            function_name,
+            qualifier=qualifier,
+            prefix=prefix,
+            status=status,
+            started_after=started_after,
+            started_before=started_before,
+            include_payload=include_payload,
+            newest_first=newest_first,
+            limit=limit,
+            page_size=page_size,
+        )
+
+    def stop_async_task(self, function_name: str, task_id: str, *, qualifier: str = "LATEST") -> None:
+        self.get_conn().stop_async_task(function_name, task_id, qualifier=qualifier)
+        self.log.info("Asked FC to stop task %s of %s:%s", task_id, function_name, qualifier)
+
+    def rerun_async_task(
+        self, function_name: str, task_id: str, *, qualifier: str = "LATEST", new_task_id: str | None = None
+    ) -> AsyncInvocation:
+        """Invoke ``function_name`` again with the payload task ``task_id`` had, under a new task id."""
+        source = self.get_async_task(function_name, task_id, qualifier=qualifier)
+        if source.payload is None:
+            self.log.warning("Task %s has no recorded payload: re-running it with an empty one", task_id)
+        new_id = new_task_id or rerun_task_id(task_id)
+        inv = self.invoke_async(
+            function_name, (source.payload or "").encode("utf-8"), qualifier=qualifier, task_id=new_id
+        )
+        self.log.info("Re-ran task %s as %s", task_id, inv.task_id)
+        return inv
+
+    def put_async_invoke_config(
+        self,
+        function_name: str,
+        *,
+        qualifier: str = "LATEST",
+        async_task: bool | None = True,
+        max_async_retry_attempts: int | None = None,
+        max_async_event_age_in_seconds: int | None = None,
+        on_success: str | None = None,
+        on_failure: str | None = None,
+    ) -> AsyncInvokeConfig:
+        """Set the function's async invoke config (ranges and ARNs are checked before sending)."""
+        config = AsyncInvokeConfig(
+            async_task=async_task,
+            max_async_retry_attempts=max_async_retry_attempts,
+            max_async_event_age_in_seconds=max_async_event_age_in_seconds,
+            on_success=on_success,
+            on_failure=on_failure,
+        )
+        return self.get_conn().put_async_invoke_config(function_name, config, qualifier=qualifier)
+
+    def get_async_invoke_config(
+        self, function_name: str, *, qualifier: str = "LATEST"
+    ) -> AsyncInvokeConfig | None:
+        return self.get_conn().get_async_invoke_config(function_name, qualifier=qualifier)
+
+    def delete_async_invoke_config(self, function_name: str, *, qualifier: str = "LATEST") -> None:
+        self.get_conn().delete_async_invoke_config(function_name, qualifier=qualifier)
+
+    def list_async_invoke_configs(self, *, function_name: str | None = None) -> Iterator[AsyncInvokeConfig]:
+        return self.get_conn().list_async_invoke_configs(function_name=function_name)
+
+    def get_function(self, function_name: str, *, qualifier: str | None = None) -> dict[str, Any]:
+        return self.get_conn().get_function(function_name, qualifier=qualifier)
+
+    # -- async (triggers) --------------------------------------------------------------------------------------
+    async def ainvoke_async(
+        self,
+        function_name: str,
+        payload: Any = None,
+        *,
+        qualifier: str = "LATEST",
+        task_id: str | None = None,
+        delay_seconds: int | None = None,
+    ) -> AsyncInvocation:
+        client = await self.aget_conn()
+        return await client.invoke_async(
+            function_name, payload, qualifier=qualifier, task_id=task_id, delay_seconds=delay_seconds
+        )
+
+    async def aget_async_task(
+        self, function_name: str, task_id: str, *, qualifier: str = "LATEST"
+    ) -> AsyncTask:
+        client = await self.aget_conn()
+        return await client.get_async_task(function_name, task_id, qualifier=qualifier)
+
+    async def astop_async_task(self, function_name: str, task_id: str, *, qualifier: str = "LATEST") -> None:
+        client = await self.aget_conn()
+        await client.stop_async_task(function_name, task_id, qualifier=qualifier)
+
+    async def alist_async_tasks(
+        self,
+        function_name: str,
+        *,
+        qualifier: str | None = None,
+        prefix: str | None = None,
+        status: str | TaskStatus | Iterable[str | TaskStatus] | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        include_payload: bool = False,
+        newest_first: bool = True,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[AsyncTask]:
+        client = await self.aget_conn()
+        async for task in client.list_async_tasks(
+            function_name,
+            qualifier=qualifier,
+            prefix=prefix,
+            status=status,
+            started_after=started_after,
+            started_before=started_before,
+            include_payload=include_payload,
+            newest_first=newest_first,
+            limit=limit,
+            page_size=page_size,
+        ):
+            yield task
+
+    async def aget_async_invoke_config(
+        self, function_name: str, *, qualifier: str = "LATEST"
+    ) -> AsyncInvokeConfig | None:
+        client = await self.aget_conn()
+        return await client.get_async_invoke_config(function_name, qualifier=qualifier)
+
+    async def aget_function(self, function_name: str, *, qualifier: str | None = None) -> dict[str, Any]:
+        client = await self.aget_conn()
+        return await client.get_function(function_name, qualifier=qualifier)
+
+
+def rerun_task_id(task_id: str) -> str:
+    """``<task id>-rerun-<6 hex>``, the source id trimmed so that the whole stays within 128 characters."""
+    suffix = f"-rerun-{secrets.token_hex(3)}"
+    return task_id[: _MAX_TASK_ID - len(suffix)] + suffix

@@ -1,0 +1,132 @@
+"""MnsHook: the MNS queues FC sends destination records to (sync for workers, ``a``-prefixed for triggers).
+
+Same connection as :class:`~airflow_fc_async.hooks.fc.FcHook` (``fc_conn_id``, extra ``mns_endpoint`` or
+region + account id). A thin adapter over :class:`~airflow_fc_async.core.mns.MnsClient`, built on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from airflow_fc_async.hooks.base import FcBaseHook
+
+if TYPE_CHECKING:
+    from airflow_fc_async.core.mns import AsyncMnsClient, MnsClient, MnsMessage
+
+__all__ = ["MnsHook"]
+
+
+class MnsHook(FcBaseHook):
+    """Send, receive (batch, long poll), peek, delete and hand back messages; create, inspect, delete queues."""
+
+    def __init__(self, fc_conn_id: str = FcBaseHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(fc_conn_id, **kwargs)
+        self._client: MnsClient | None = None
+        self._aclient: AsyncMnsClient | None = None
+
+    def get_conn(self) -> MnsClient:
+        if self._client is None:
+            from airflow_fc_async.core.mns import MnsClient
+
+            s = self.settings()
+            self._client = MnsClient(s.endpoint("mns"), s.credentials, **self._client_kwargs(s))
+        return self._client
+
+    async def aget_conn(self) -> AsyncMnsClient:
+        if self._aclient is None:
+            from airflow_fc_async.core.mns import AsyncMnsClient
+
+            s = await self.asettings()
+            self._aclient = AsyncMnsClient(s.endpoint("mns"), s.credentials, **self._client_kwargs(s))
+        return self._aclient
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    # -- sync --------------------------------------------------------------------------------------------------
+    def create_queue(self, name: str, **attributes: int | None) -> bool:
+        """True when created, False when it existed (``visibility_timeout``, ``delay_seconds``, ... optional)."""
+        return self.get_conn().create_queue(name, **attributes)
+
+    def get_queue_attributes(self, name: str) -> dict[str, str | int]:
+        return self.get_conn().get_queue_attributes(name)
+
+    def delete_queue(self, name: str) -> None:
+        self.get_conn().delete_queue(name)
+
+    def send_message(
+        self, queue: str, body: str, *, delay_seconds: int | None = None, priority: int | None = None
+    ) -> str:
+        return self.get_conn().send_message(queue, body, delay_seconds=delay_seconds, priority=priority)
+
+    def batch_send_messages(self, queue: str, bodies: list[str]) -> list[str]:
+        return self.get_conn().batch_send_messages(queue, bodies)
+
+    def receive_messages(
+        self, queue: str, *, max_messages: int = 16, wait_seconds: int | None = None
+    ) -> list[MnsMessage]:
+        return self.get_conn().receive_messages(queue, max_messages=max_messages, wait_seconds=wait_seconds)
+
+    def peek_messages(self, queue: str, *, max_messages: int = 16) -> list[MnsMessage]:
+        return self.get_conn().peek_messages(queue, max_messages=max_messages)
+
+    def delete_message(self, queue: str, receipt_handle: str) -> None:
+        self.get_conn().delete_message(queue, receipt_handle)
+
+    def batch_delete_messages(self, queue: str, receipt_handles: Iterable[str]) -> list[tuple[str, str]]:
+        return self.get_conn().batch_delete_messages(queue, receipt_handles)
+
+    def change_message_visibility(self, queue: str, receipt_handle: str, visibility_timeout: int) -> str:
+        return self.get_conn().change_message_visibility(queue, receipt_handle, visibility_timeout)
+
+    # -- async (triggers) --------------------------------------------------------------------------------------
+    async def acreate_queue(self, name: str, **attributes: int | None) -> bool:
+        return await (await self.aget_conn()).create_queue(name, **attributes)
+
+    async def aget_queue_attributes(self, name: str) -> dict[str, str | int]:
+        return await (await self.aget_conn()).get_queue_attributes(name)
+
+    async def adelete_queue(self, name: str) -> None:
+        await (await self.aget_conn()).delete_queue(name)
+
+    async def asend_message(
+        self, queue: str, body: str, *, delay_seconds: int | None = None, priority: int | None = None
+    ) -> str:
+        return await (await self.aget_conn()).send_message(
+            queue, body, delay_seconds=delay_seconds, priority=priority
+        )
+
+    async def abatch_send_messages(self, queue: str, bodies: list[str]) -> list[str]:
+        return await (await self.aget_conn()).batch_send_messages(queue, bodies)
+
+    async def areceive_messages(
+        self, queue: str, *, max_messages: int = 16, wait_seconds: int | None = None
+    ) -> list[MnsMessage]:
+        client = await self.aget_conn()
+        return await client.receive_messages(queue, max_messages=max_messages, wait_seconds=wait_seconds)
+
+    async def apeek_messages(self, queue: str, *, max_messages: int = 16) -> list[MnsMessage]:
+        return await (await self.aget_conn()).peek_messages(queue, max_messages=max_messages)
+
+    async def adelete_message(self, queue: str, receipt_handle: str) -> None:
+        await (await self.aget_conn()).delete_message(queue, receipt_handle)
+
+    async def abatch_delete_messages(
+        self, queue: str, receipt_handles: Iterable[str]
+    ) -> list[tuple[str, str]]:
+        return await (await self.aget_conn()).batch_delete_messages(queue, receipt_handles)
+
+    async def achange_message_visibility(
+        self, queue: str, receipt_handle: str, visibility_timeout: int
+    ) -> str:
+        return await (await self.aget_conn()).change_message_visibility(
+            queue, receipt_handle, visibility_timeout
+        )
