@@ -1,0 +1,362 @@
+"""Queues, instances, retries, expiry, stops and destinations: what FC does between 202 and the record.
+
+Per function: a heap of events ordered by the time they become ready (x-fc-async-delay, retry back-off) and up
+to ``max_instances * instanceConcurrency`` worker threads, started on demand, each running one attempt at a time
+in its own process. All task state changes happen under one lock; attempts run outside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import itertools
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_fc_async.core.endpoints import function_arn
+from airflow_fc_async.core.models import TaskStatus
+from airflow_fc_async.emulator.config import AsyncConfigSpec, FunctionSpec
+from airflow_fc_async.emulator.runtime import Attempt, AttemptResult, Runtime
+from airflow_fc_async.emulator.settings import Settings
+from airflow_fc_async.emulator.tasks import Task, destination_record, now_ms
+from airflow_fc_async.emulator.wire import ApiError
+
+__all__ = ["Deliver", "Scheduler"]
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[str, str], str | None]
+"""``deliver(destination_arn, body) -> None`` on success or an error text."""
+
+
+@dataclass
+class _Function:
+    spec: FunctionSpec
+    arn: str
+    heap: list[tuple[float, int, Task]] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    workers: int = 0
+    idle: int = 0
+    configs: dict[str, AsyncConfigSpec] = field(default_factory=dict)
+    created: str = ""
+
+
+class Scheduler:
+    """The functions, their async configs and their tasks."""
+
+    def __init__(self, settings: Settings, runtime: Runtime, deliver: Deliver) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.deliver = deliver
+        self._lock = threading.RLock()
+        self._functions: dict[str, _Function] = {}
+        self._tasks: dict[tuple[str, str], Task] = {}
+        self._seq = itertools.count()
+        self._closed = False
+        self._logs: dict[str, list[str]] = {}
+        self.executions: Counter[str] = Counter()
+
+    # -- functions and configs ------------------------------------------------------------------------------
+    def deploy(self, spec: FunctionSpec) -> None:
+        """Add or replace a function (queued events of a replaced one run with the new code)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._lock:
+            fn = self._functions.get(spec.name)
+            if fn is None:
+                fn = _Function(spec, function_arn(self.settings.region, self.settings.account_id, spec.name))
+                fn.created = stamp
+                self._functions[spec.name] = fn
+            fn.spec = spec
+            if spec.async_config is not None:
+                spec.async_config.created_time = spec.async_config.created_time or stamp
+                spec.async_config.last_modified_time = stamp
+                fn.configs[spec.async_qualifier] = spec.async_config
+
+    def function(self, name: str) -> _Function:
+        with self._lock:
+            fn = self._functions.get(name)
+        if fn is None:
+            raise ApiError(404, "FunctionNotFound", f"function '{name}' does not exist")
+        return fn
+
+    def function_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._functions)
+
+    def put_config(self, name: str, qualifier: str, config: AsyncConfigSpec) -> AsyncConfigSpec:
+        fn = self.function(name)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._lock:
+            old = fn.configs.get(qualifier)
+            config.created_time = old.created_time if old else stamp
+            config.last_modified_time = stamp
+            fn.configs[qualifier] = config
+        return config
+
+    def get_config(self, name: str, qualifier: str) -> AsyncConfigSpec:
+        fn = self.function(name)
+        with self._lock:
+            config = fn.configs.get(qualifier)
+        if config is None:
+            raise ApiError(
+                404, "AsyncConfigNotExists", f"async invoke config of '{name}' ({qualifier}) does not exist"
+            )
+        return config
+
+    def delete_config(self, name: str, qualifier: str) -> None:
+        fn = self.function(name)
+        with self._lock:
+            if fn.configs.pop(qualifier, None) is None:
+                raise ApiError(
+                    404,
+                    "AsyncConfigNotExists",
+                    f"async invoke config of '{name}' ({qualifier}) does not exist",
+                )
+
+    def all_configs(self) -> list[tuple[str, str, AsyncConfigSpec]]:
+        with self._lock:
+            return [
+                (n, q, c) for n, fn in sorted(self._functions.items()) for q, c in sorted(fn.configs.items())
+            ]
+
+    def _config(self, fn: _Function, qualifier: str) -> AsyncConfigSpec:
+        return fn.configs.get(qualifier) or fn.configs.get("LATEST") or AsyncConfigSpec()
+
+    # -- invocations ----------------------------------------------------------------------------------------
+    def submit(
+        self,
+        name: str,
+        task_id: str,
+        payload: bytes,
+        request_id: str,
+        *,
+        qualifier: str = "LATEST",
+        delay: float = 0,
+    ) -> Task:
+        fn = self.function(name)
+        with self._lock:
+            if (name, task_id) in self._tasks:
+                raise ApiError(
+                    409, "AsyncTaskAlreadyExists", f"async task '{task_id}' of '{name}' already exists"
+                )
+            config = self._config(fn, qualifier)
+            task = Task(
+                task_id, name, fn.arn, qualifier, request_id, payload, now_ms(), visible=config.async_task
+            )
+            task.event(TaskStatus.ENQUEUED, "Enqueued" + (f" (delayed {delay:g}s)" if delay else ""))
+            self._tasks[(name, task_id)] = task
+        self._push(fn, task, time.monotonic() + delay)
+        return task
+
+    def _push(self, fn: _Function, task: Task, ready_at: float) -> None:
+        with fn.cond:
+            heapq.heappush(fn.heap, (ready_at, next(self._seq), task))
+            fn.cond.notify()
+            cap = self.settings.max_instances * fn.spec.instance_concurrency
+            if fn.idle == 0 and fn.workers < cap and not self._closed:
+                slot = fn.workers
+                fn.workers += 1
+                threading.Thread(
+                    target=self._worker, args=(fn, slot), name=f"fc-{fn.spec.name}-{slot}", daemon=True
+                ).start()
+
+    def task(self, name: str, task_id: str) -> Task:
+        self.function(name)
+        with self._lock:
+            task = self._tasks.get((name, task_id))
+        if task is None or not task.visible:
+            raise ApiError(404, "AsyncTaskNotFound", f"async task '{task_id}' of '{name}' does not exist")
+        return task
+
+    def tasks(self, name: str) -> list[Task]:
+        self.function(name)
+        with self._lock:
+            return [t for (n, _), t in self._tasks.items() if n == name and t.visible]
+
+    def snapshot(self, task: Task, include_payload: bool = True) -> dict[str, Any]:
+        with self._lock:
+            return task.to_json(include_payload)
+
+    def stop(self, name: str, task_id: str) -> None:
+        task = self.task(name, task_id)
+        with self._lock:
+            if task.terminal or task.status is TaskStatus.STOPPING:
+                raise ApiError(
+                    400,
+                    "InvalidArgument",
+                    f"async task '{task_id}' is {task.status.value} and cannot be stopped",
+                )
+            task.stop_requested = True
+            attempt = task.attempt
+            task.event(TaskStatus.STOPPING, "Stop requested")
+            if attempt is None:  # queued or waiting for a retry: it never runs again
+                self._finish_stopped(task)
+        if attempt is not None:
+            attempt.kill()
+
+    # -- sync ----------------------------------------------------------------------------------------------
+    def invoke_sync(self, name: str, payload: bytes, request_id: str) -> AttemptResult:
+        fn = self.function(name)
+        result = self.runtime.run(self._meta(fn, request_id, "sync", 0), payload, fn.spec.timeout)
+        self._log(request_id, result.logs)
+        return result
+
+    # -- logs ----------------------------------------------------------------------------------------------
+    def logs(self, request_id: str) -> str:
+        with self._lock:
+            return "".join(self._logs.get(request_id, ()))
+
+    def _log(self, request_id: str, text: str) -> None:
+        with self._lock:
+            self._logs.setdefault(request_id, []).append(
+                f"FC Invoke Start RequestId: {request_id}\n{text}FC Invoke End RequestId: {request_id}\n"
+            )
+
+    # -- workers -------------------------------------------------------------------------------------------
+    def _worker(self, fn: _Function, slot: int) -> None:
+        instance = f"c-{fn.spec.name}-{slot // fn.spec.instance_concurrency:03d}"
+        while True:
+            with fn.cond:
+                fn.idle += 1
+                try:
+                    while True:
+                        if self._closed:
+                            return
+                        now = time.monotonic()
+                        if fn.heap and fn.heap[0][0] <= now:
+                            task = heapq.heappop(fn.heap)[2]
+                            break
+                        fn.cond.wait(fn.heap[0][0] - now if fn.heap else None)
+                finally:
+                    fn.idle -= 1
+            try:
+                self._run(fn, task, instance)
+            except Exception:  # a bug here must not kill the instance
+                log.exception("emulator: task %s of %s failed unexpectedly", task.task_id, fn.spec.name)
+
+    def _meta(self, fn: _Function, request_id: str, instance: str, retry: int) -> dict[str, Any]:
+        spec = fn.spec
+        return {
+            "function_name": spec.name,
+            "handler": spec.handler,
+            "memory_size": spec.memory_size,
+            "timeout": spec.timeout,
+            "code_dir": str(spec.code_dir),
+            "environment": {
+                **spec.environment,
+                "FC_FUNCTION_NAME": spec.name,
+                "FC_FUNCTION_HANDLER": spec.handler,
+                "FC_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+                "FC_REGION": self.settings.region,
+                "FC_ACCOUNT_ID": self.settings.account_id,
+                "FC_INSTANCE_ID": instance,
+                "FC_EMULATOR": "1",
+            },
+            "request_id": request_id,
+            "region": self.settings.region,
+            "account_id": self.settings.account_id,
+            "instance_id": instance,
+            "retry_count": retry,
+        }
+
+    def _run(self, fn: _Function, task: Task, instance: str) -> None:
+        config = self._config(fn, task.qualifier)
+        with self._lock:
+            if task.terminal or task.stop_requested:
+                return
+            if now_ms() - task.created_ms > config.max_async_event_age_in_seconds * 1000:
+                task.end_ms = now_ms()
+                task.error_message = f"the event is older than maxAsyncEventAgeInSeconds ({config.max_async_event_age_in_seconds})"
+                task.event(TaskStatus.EXPIRED, "Expired: " + task.error_message)
+                self._destination(task, config, success=False, condition="EventExpired", response="")
+                return
+            task.event(TaskStatus.DEQUEUED, f"Dequeued (attempt {task.invocations + 1})")
+            task.attempt = Attempt()
+            task.instance_id = instance
+            task.invocations += 1
+            self.executions[task.task_id] += 1
+            task.event(TaskStatus.RUNNING, f"Function invoked on instance {instance}")
+            attempt = task.attempt
+        result = self.runtime.run(
+            self._meta(fn, task.request_id, instance, task.retried), task.payload, fn.spec.timeout, attempt
+        )
+        self._log(task.request_id, result.logs)
+        retry = False
+        with self._lock:
+            task.attempt = None
+            task.duration_ms = result.duration_ms
+            if result.kind == "killed" or task.stop_requested:
+                self._finish_stopped(task)
+            elif result.ok:
+                task.end_ms = now_ms()
+                task.return_payload = result.payload.decode("utf-8", "replace")
+                task.error_message = ""
+                task.event(TaskStatus.SUCCEEDED, "Function succeeded")
+                self._destination(task, config, success=True, condition="", response=task.return_payload)
+            else:
+                task.return_payload = result.error_payload().decode("utf-8")
+                message = result.error.get("errorMessage", "")
+                task.error_message = (
+                    message if result.kind in ("timeout", "crash") else "UnhandledInvocationError"
+                )
+                if task.retried < config.max_async_retry_attempts and not self._closed:
+                    task.retried += 1
+                    task.event(TaskStatus.RETRYING, f"Attempt {task.invocations} failed: {message}; retrying")
+                    retry = True
+                else:
+                    task.end_ms = now_ms()
+                    task.event(TaskStatus.FAILED, f"Attempt {task.invocations} failed: {message}")
+                    body = (
+                        json.dumps({"errorMessage": message}, separators=(",", ":"))
+                        if result.kind == "timeout"
+                        else task.return_payload
+                    )
+                    self._destination(task, config, success=False, condition="InvocationError", response=body)
+        if retry:
+            self._push(fn, task, time.monotonic() + self.settings.retry_delay)
+
+    def _finish_stopped(self, task: Task) -> None:
+        task.end_ms = now_ms()
+        task.error_message = task.error_message or "the task was stopped"
+        task.event(TaskStatus.STOPPED, "Stopped")
+        fn = self._functions.get(task.function)
+        config = self._config(fn, task.qualifier) if fn else AsyncConfigSpec()
+        self._destination(task, config, success=False, condition="TaskStopped", response="")
+
+    def _destination(
+        self, task: Task, config: AsyncConfigSpec, *, success: bool, condition: str, response: str
+    ) -> None:
+        arn = config.on_success if success else config.on_failure
+        if not arn:
+            return
+        record = destination_record(task, success=success, condition=condition, response_payload=response)
+        body = json.dumps(record, separators=(",", ":"))
+        if self.settings.base64_destinations:
+            body = base64.b64encode(body.encode("utf-8")).decode("ascii")
+        error = self.deliver(arn, body)
+        task.destination_status = "Failed" if error else "Succeeded"
+        detail = f"Destination {'onSuccess' if success else 'onFailure'} {arn}: " + (error or "delivered")
+        status = task.status
+        task.event(status, detail)
+
+    # -- stats and shutdown ----------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return Counter(t.status.value for t in self._tasks.values())
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self.executions.clear()
+
+    def shutdown(self) -> None:
+        self._closed = True
+        for fn in list(self._functions.values()):
+            with fn.cond:
+                fn.cond.notify_all()
+        self.runtime.shutdown()

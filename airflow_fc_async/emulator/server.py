@@ -1,0 +1,217 @@
+"""HTTP: a stdlib ThreadingHTTPServer speaking HTTP/1.1 keep-alive, routing by core/endpoints.py.
+
+Why this server: no dependency, a thread per connection suits long polls (a waiting receive costs a sleeping
+thread, no CPU), and it is fast enough once two classic traps are avoided: every response is built in memory and
+written with one send, and TCP_NODELAY is set (headers and body in separate small sends meet Nagle + delayed ACK,
+~40 ms per keep-alive request on loopback).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+from airflow_fc_async.core.endpoints import FC_API_VERSION, FC_ENDPOINTS, MNS_ENDPOINTS
+from airflow_fc_async.core.signing import http_date
+from airflow_fc_async.emulator.auth import check_fc, check_mns
+from airflow_fc_async.emulator.faults import Faults, RequestStats
+from airflow_fc_async.emulator.fc_api import FcApi
+from airflow_fc_async.emulator.mns_api import MnsApi, mns_action, mns_error
+from airflow_fc_async.emulator.settings import ADMIN_PREFIX, Settings
+from airflow_fc_async.emulator.wire import ApiError, Request, Response, fc_error, parse_query
+
+__all__ = ["RESET", "HttpServer", "Router"]
+
+log = logging.getLogger(__name__)
+
+RESET = Response(-1)
+"""Sentinel: drop the connection with a TCP reset instead of answering."""
+
+_FC_ROUTES = [(e, e.pattern()) for e in FC_ENDPOINTS.values()]
+_MNS_ROUTES = [(e, e.pattern()) for e in MNS_ENDPOINTS.values()]
+_FC_PREFIX = f"/{FC_API_VERSION}/"
+_ERROR_CODES = {429: "ResourceExhausted", 500: "InternalServerError", 503: "ResourceThrottled"}
+_MNS_ERROR_CODES = {429: "QpsLimitExceeded", 500: "InternalError", 503: "ServiceUnavailable"}
+
+
+class Router:
+    """Request -> Response: admin, then route, stats, faults, signature, the API handler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        fc: FcApi,
+        mns: MnsApi,
+        admin: Callable[[Request], Response],
+        host_id: Callable[[], str],
+    ) -> None:
+        self.settings = settings
+        self.fc = fc
+        self.mns = mns
+        self.admin = admin
+        self.faults = Faults()
+        self.stats = RequestStats()
+        self._host_id = host_id
+
+    def handle(self, request: Request) -> Response:
+        if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
+            return self.admin(request)
+        is_fc = request.path.startswith(_FC_PREFIX)
+        render = (
+            (lambda e: fc_error(e, request.request_id))
+            if is_fc
+            else (lambda e: mns_error(e, request, self._host_id()))
+        )
+        try:
+            request.query = parse_query(request.raw_query)
+            self._route(request, is_fc)
+        except ApiError as err:
+            self.stats.count("Unknown", request.method, request.path)
+            return render(err)
+        self.stats.count(request.action, request.method, request.path)
+        fault = self.faults.decide(request.action, request.path)
+        if fault.latency:
+            time.sleep(fault.latency)
+        if fault.kind == "reset_before":
+            return RESET
+        if fault.kind in ("429", "500", "503"):
+            status = int(fault.kind)
+            codes = _ERROR_CODES if is_fc else _MNS_ERROR_CODES
+            headers = {"x-acs-retry-after": str(int(fault.retry_after * 1000))} if fault.retry_after else {}
+            response = render(ApiError(status, codes[status], "injected fault", headers))
+            self.stats.status(request.action, status)
+            return response
+        try:
+            (check_fc if is_fc else check_mns)(request, self.settings)
+            response = (self.fc if is_fc else self.mns).handle(request)
+        except ApiError as err:
+            response = render(err)
+        except Exception as exc:  # a bug: answer 500 and keep serving
+            log.exception("emulator: %s failed", request.action)
+            response = render(
+                ApiError(500, "InternalServerError" if is_fc else "InternalError", f"emulator error: {exc!r}")
+            )
+        self.stats.status(request.action, response.status)
+        return RESET if fault.kind == "reset_after" else response
+
+    def _route(self, request: Request, is_fc: bool) -> None:
+        if is_fc:
+            allowed = []
+            for endpoint, pattern in _FC_ROUTES:
+                m = pattern.match(request.path)
+                if m:
+                    allowed.append(endpoint.method)
+                    if endpoint.method == request.method:
+                        request.action = endpoint.action
+                        request.params = {k: unquote(v) for k, v in m.groupdict().items()}
+                        return
+            raise ApiError(
+                400,
+                "PathNotSupported",
+                f"{request.method} {request.path} is not supported (allowed: {allowed})",
+            )
+        if request.path.rstrip("/") == "/queues" and request.method == "GET":
+            request.action = "ListQueue"
+            return
+        for _, pattern in _MNS_ROUTES:
+            m = pattern.match(request.path)
+            if m:
+                request.params = {k: unquote(v) for k, v in m.groupdict().items()}
+                request.action = mns_action(request)
+                if request.action != "Unknown":
+                    return
+        raise ApiError(
+            404,
+            "InvalidArgument" if request.path.startswith("/queues") else "PathNotSupported",
+            f"{request.method} {request.path} is not supported",
+        )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fc-emulator"
+    server: HttpServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self) -> None:
+        body = self._body()
+        target = self.path
+        if "://" in target:  # absolute-form request target
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        path, _, raw_query = target.partition("?")
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        request = Request(self.command, path, raw_query, headers, body)
+        response = self.server.router.handle(request)
+        if response is RESET:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
+        self._write(response)
+
+    def _write(self, response: Response) -> None:
+        try:
+            reason = HTTPStatus(response.status).phrase
+        except ValueError:
+            reason = ""
+        lines = [
+            f"HTTP/1.1 {response.status} {reason}",
+            f"Server: {self.server_version}",
+            f"Date: {http_date()}",
+        ]
+        lines += [f"{k}: {v}" for k, v in response.headers.items()]
+        lines.append(f"Content-Length: {len(response.body)}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + (response.body if self.command != "HEAD" else b""))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
+
+
+class HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], router: Router) -> None:
+        self.router = router
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # a client went away or a fault reset the connection
+            return
+        log.exception("emulator: error serving %s", client_address)
