@@ -253,7 +253,7 @@ def _is_xcom_arg(value: Any) -> bool:
     try:
         from airflow.sdk.definitions.xcom_arg import XComArg
     except ImportError:  # pragma: no cover - Airflow 2
-        from airflow.models.xcom_arg import XComArg  # type: ignore[no-redef]
+        from airflow.models.xcom_arg import XComArg
     return isinstance(value, XComArg)
 
 

@@ -58,7 +58,7 @@ class FcAsyncTaskTrigger(BaseTrigger):
         progress: dict[str, Any] | None = None,
         request_id: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.function_name = function_name
         self.async_task_id = async_task_id
         self.qualifier = qualifier
@@ -104,7 +104,7 @@ class FcAsyncTaskTrigger(BaseTrigger):
             "progress": tracker.to_dict(),
         }
         payload.update(extra)
-        return TriggerEvent(payload)
+        return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         tracker = ProgressTracker.from_dict(self.progress)
