@@ -19,3 +19,30 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 # The machines are small and shared: never fail a property test on the time it took.
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
+
+
+# --- emulator fixtures (engineer B) -------------------------------------------------------------------------------
+import pytest  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """One FC 3.0 + MNS emulator for the session, serving tests/fixtures/functions/s.yaml on a free port.
+
+    Functions: echo (returns its event), sleeper (sleeps event["seconds"], prints numbered lines), failer (raises,
+    1 retry), timeout-fn (1 s timeout, 1 retry, MNS destination fc-test-timeout). Retries wait 0.2 s.
+    """
+    from airflow_fc_async.emulator import Emulator
+
+    with Emulator(configs=[FIXTURES / "functions" / "s.yaml"], port=0, retry_delay=0.2) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator):
+    """The session emulator with faults cleared before and after the test (stats are left alone: read deltas)."""
+    emulator.clear_faults()
+    yield emulator
+    emulator.clear_faults()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import uuid
 from typing import Any
 
 from airflow_fc_async.core.endpoints import H
@@ -88,8 +89,9 @@ class FcApi:
                 "EntityTooLarge",
                 f"payload size {len(request.body)} exceeds maximum allowed size ({ASYNC_PAYLOAD_LIMIT} bytes)",
             )
-        task_id = request.headers.get(H.FC_ASYNC_TASK_ID) or request.request_id
-        if not _TASK_ID.match(task_id) and task_id != request.request_id:
+        # GUESS: FC's own id shape for a task invoked without x-fc-async-task-id is undocumented
+        task_id = request.headers.get(H.FC_ASYNC_TASK_ID) or f"task-{uuid.uuid4()}"
+        if not _TASK_ID.match(task_id):
             raise _bad(
                 f"x-fc-async-task-id {task_id!r} is not valid: a letter or _ first, then [A-Za-z0-9_-], at most 128"
             )

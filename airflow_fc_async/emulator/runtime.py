@@ -129,6 +129,7 @@ class Runtime:
         if self._forkserver:
             self._ctx.set_forkserver_preload([_RUNNER])
         self._running: set[Attempt] = set()
+        self._live: dict[str, str] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -146,6 +147,7 @@ class Runtime:
             if self._closed:
                 attempt.killed = True
             self._running.add(attempt)
+            self._live[meta["request_id"]] = log_path
         started = time.monotonic()
         try:
             if attempt.killed:
@@ -197,8 +199,16 @@ class Runtime:
             reader.close()
             with self._lock:
                 self._running.discard(attempt)
+                if self._live.get(meta["request_id"]) == log_path:
+                    del self._live[meta["request_id"]]
             with contextlib.suppress(OSError):
                 os.unlink(log_path)
+
+    def live_log(self, request_id: str) -> str:
+        """What a running attempt of ``request_id`` printed so far ('' when none runs)."""
+        with self._lock:
+            path = self._live.get(request_id)
+        return _read(path) if path else ""
 
     def shutdown(self) -> None:
         with self._lock:

@@ -209,8 +209,11 @@ class Scheduler:
 
     # -- logs ----------------------------------------------------------------------------------------------
     def logs(self, request_id: str) -> str:
+        """Finished attempts' logs, then what a running attempt has printed so far."""
         with self._lock:
-            return "".join(self._logs.get(request_id, ()))
+            done = "".join(self._logs.get(request_id, ()))
+        live = self.runtime.live_log(request_id)
+        return done + (f"FC Invoke Start RequestId: {request_id}\n{live}" if live else "")
 
     def _log(self, request_id: str, text: str) -> None:
         with self._lock:
