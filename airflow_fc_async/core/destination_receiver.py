@@ -535,13 +535,21 @@ async def afetch_destination_record(
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 def _clone(client: Any) -> Any:
-    """A receiver's own client: same endpoint, credentials, timeouts (the read timeout stays above the long poll)."""
+    """A receiver's own client: same endpoint, credentials, timeouts (the read timeout stays above the long poll),
+    proxies and TLS verification."""
+    transport = getattr(client, "_transport", None)
+    extra: dict[str, Any] = {}
+    if getattr(transport, "_proxies", None):
+        extra["proxies"] = transport._proxies  # type: ignore[union-attr]
+    if getattr(transport, "_verify", True) is not True:
+        extra["verify"] = transport._verify  # type: ignore[union-attr]
     return type(client)(
         client.endpoint,
         client.credentials,
         connect_timeout=client.connect_timeout,
         read_timeout=max(client.read_timeout, 35.0),
         retry=client.retry,
+        **extra,
     )
 
 

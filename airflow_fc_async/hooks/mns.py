@@ -6,13 +6,15 @@ region + account id). A thin adapter over :class:`~airflow_fc_async.core.mns.Mns
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from airflow_fc_async.hooks.base import FcBaseHook
 
 if TYPE_CHECKING:
+    from airflow_fc_async.core.destination_receiver import ClaimedRecord
     from airflow_fc_async.core.mns import AsyncMnsClient, MnsClient, MnsMessage
+    from airflow_fc_async.core.models import DestinationRecord
 
 __all__ = ["MnsHook"]
 
@@ -130,3 +132,97 @@ class MnsHook(FcBaseHook):
         return await (await self.aget_conn()).change_message_visibility(
             queue, receipt_handle, visibility_timeout
         )
+
+    # -- destination records on a shared queue (core.destination_receiver; one receiver per queue per process) --
+    def wait_for_destination_record(
+        self,
+        queue: str,
+        request_id: str,
+        timeout: float,
+        delete_on_read: bool = True,
+        before_delete: Callable[[DestinationRecord], Any] | None = None,
+    ) -> DestinationRecord | None:
+        """The record of ``request_id`` within ``timeout`` seconds, or None, without harming other consumers:
+        foreign messages are never deleted; ours is deleted after ``before_delete(record)`` (store it there)."""
+        from airflow_fc_async.core.destination_receiver import fetch_destination_record
+
+        return fetch_destination_record(
+            self.get_conn(),
+            queue,
+            request_id,
+            wait_seconds=timeout,
+            delete_on_read=delete_on_read,
+            before_delete=before_delete,
+        )
+
+    async def await_for_destination_record(
+        self,
+        queue: str,
+        request_id: str,
+        timeout: float,
+        delete_on_read: bool = True,
+        before_delete: Callable[[DestinationRecord], Any] | None = None,
+    ) -> DestinationRecord | None:
+        """The async twin of :meth:`wait_for_destination_record` (``before_delete`` may be async)."""
+        from airflow_fc_async.core.destination_receiver import afetch_destination_record
+
+        return await afetch_destination_record(
+            await self.aget_conn(),
+            queue,
+            request_id,
+            wait_seconds=timeout,
+            delete_on_read=delete_on_read,
+            before_delete=before_delete,
+        )
+
+    def claim_destination_record(
+        self,
+        queue: str,
+        request_id: str,
+        *,
+        timeout: float,
+        delete_on_read: bool = True,
+        hold_seconds: int = 60,
+    ) -> ClaimedRecord | None:
+        """The record and a receipt handle valid ``hold_seconds``: store it, then :meth:`ack_destination_record`."""
+        from airflow_fc_async.core.destination_receiver import claim_destination_record
+
+        return claim_destination_record(
+            self.get_conn(),
+            queue,
+            request_id,
+            timeout=timeout,
+            delete_on_read=delete_on_read,
+            hold_seconds=hold_seconds,
+        )
+
+    async def aclaim_destination_record(
+        self,
+        queue: str,
+        request_id: str,
+        *,
+        timeout: float,
+        delete_on_read: bool = True,
+        hold_seconds: int = 900,
+    ) -> ClaimedRecord | None:
+        from airflow_fc_async.core.destination_receiver import aclaim_destination_record
+
+        return await aclaim_destination_record(
+            await self.aget_conn(),
+            queue,
+            request_id,
+            timeout=timeout,
+            delete_on_read=delete_on_read,
+            hold_seconds=hold_seconds,
+        )
+
+    def ack_destination_record(self, claim: ClaimedRecord) -> bool:
+        """Delete a stored record's message (True when deleted now; else it goes when a receiver sees it)."""
+        from airflow_fc_async.core.destination_receiver import ack_destination_record
+
+        return ack_destination_record(self.get_conn(), claim)
+
+    async def aack_destination_record(self, claim: ClaimedRecord) -> bool:
+        from airflow_fc_async.core.destination_receiver import aack_destination_record
+
+        return await aack_destination_record(await self.aget_conn(), claim)
