@@ -56,7 +56,9 @@ def _context(meta: dict[str, Any]) -> Context:
         credentials=Credentials(access_key_id="", access_key_secret="", security_token=""),
         region=meta["region"],
         account_id=meta["account_id"],
-        service=_Obj(name="", log_project="", log_store="", qualifier=fn.qualifier, version_id=""),
+        service=_Obj(
+            name="", log_project="", log_store="", qualifier=meta.get("qualifier", "LATEST"), version_id=""
+        ),
         tracing=_Obj(open_tracing_span_context=None, jaeger_endpoint=None),
         retry_count=meta.get("retry_count", 0),
         instance_id=meta.get("instance_id", ""),

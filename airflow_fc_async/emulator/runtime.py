@@ -46,9 +46,9 @@ class _Popen(popen_forkserver.Popen):
             reduction.dump(process_obj, buf)
         finally:
             _mp_context.set_spawning_popen(None)
-        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
         _parent_w = os.dup(w)
-        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
+        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))  # type: ignore[attr-defined]
         with open(w, "wb", closefd=True) as f:
             f.write(buf.getbuffer())
         self.pid = forkserver.read_signed(self.sentinel)
@@ -125,7 +125,7 @@ class Runtime:
 
     def __init__(self) -> None:
         self._forkserver = "forkserver" in multiprocessing.get_all_start_methods()
-        self._ctx = multiprocessing.get_context("forkserver" if self._forkserver else "spawn")
+        self._ctx: Any = multiprocessing.get_context("forkserver" if self._forkserver else "spawn")
         if self._forkserver:
             self._ctx.set_forkserver_preload([_RUNNER])
         self._running: set[Attempt] = set()

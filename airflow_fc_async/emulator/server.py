@@ -64,11 +64,10 @@ class Router:
         if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
             return self.admin(request)
         is_fc = request.path.startswith(_FC_PREFIX)
-        render = (
-            (lambda e: fc_error(e, request.request_id))
-            if is_fc
-            else (lambda e: mns_error(e, request, self._host_id()))
-        )
+
+        def render(err: ApiError) -> Response:
+            return fc_error(err, request.request_id) if is_fc else mns_error(err, request, self._host_id())
+
         try:
             request.query = parse_query(request.raw_query)
             self._route(request, is_fc)
@@ -148,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
