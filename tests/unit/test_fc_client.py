@@ -49,7 +49,9 @@ def assert_signed(method: str, url: str, headers: Mapping[str, str], body: bytes
     assert parsed is not None
     _, signed, signature = parsed
     lowered = {k.lower(): v for k, v in headers.items()}
-    canon = fc_canonical_request(method, parts.path, query, {h: lowered[h] for h in signed}, lowered["x-acs-content-sha256"])
+    canon = fc_canonical_request(
+        method, parts.path, query, {h: lowered[h] for h in signed}, lowered["x-acs-content-sha256"]
+    )
     assert fc_signature(secret, fc_string_to_sign(canon)) == signature
     assert lowered["x-acs-content-sha256"] == hashlib.sha256(body).hexdigest()
     assert {"host", "x-acs-date", "x-acs-signature-nonce", "x-acs-action", "x-acs-version"} <= set(signed)
@@ -148,8 +150,12 @@ def test_get_async_task(rsps, fc) -> None:
     rsps.get(
         TASKS + "/t1",
         json=task_json(
-            status="Failed", startedTime=1704067200000, endTime=1704067260000, alreadyRetriedTimes=1,
-            taskErrorMessage="UnhandledInvocationError", events=[{"eventId": 1, "status": "Enqueued", "timestamp": 1}],
+            status="Failed",
+            startedTime=1704067200000,
+            endTime=1704067260000,
+            alreadyRetriedTimes=1,
+            taskErrorMessage="UnhandledInvocationError",
+            events=[{"eventId": 1, "status": "Enqueued", "timestamp": 1}],
         ),
     )
     task = fc.get_async_task("my-func", "t1", qualifier="2")
@@ -181,8 +187,13 @@ def test_list_follows_next_token_lazily_with_encoded_filters(rsps, fc) -> None:
     rsps.get(TASKS, json={"tasks": [task_json("a"), task_json("b")], "nextToken": "tok 2"})
     rsps.get(TASKS, json={"tasks": [task_json("c")], "nextToken": ""})
     it = fc.list_async_tasks(
-        "my-func", prefix="job a/b", status="Failed", started_after=datetime(2024, 1, 1, tzinfo=UTC),
-        include_payload=True, newest_first=False, page_size=20,
+        "my-func",
+        prefix="job a/b",
+        status="Failed",
+        started_after=datetime(2024, 1, 1, tzinfo=UTC),
+        include_payload=True,
+        newest_first=False,
+        page_size=20,
     )
     assert len(rsps.calls) == 0  # lazy
     assert [t.task_id for t in it] == ["a", "b", "c"]
@@ -205,7 +216,10 @@ def test_list_limit_stops_early_and_shrinks_the_page(rsps, fc) -> None:
 
 
 def test_list_several_statuses_filters_here(rsps, fc) -> None:
-    rsps.get(TASKS, json={"tasks": [task_json("a", "Failed"), task_json("b", "Succeeded"), task_json("c", "Stopped")]})
+    rsps.get(
+        TASKS,
+        json={"tasks": [task_json("a", "Failed"), task_json("b", "Succeeded"), task_json("c", "Stopped")]},
+    )
     got = [t.task_id for t in fc.list_async_tasks("my-func", status=["Failed", TaskStatus.STOPPED])]
     assert got == ["a", "c"]
     assert "status=" not in rsps.calls[0].request.url
@@ -220,15 +234,24 @@ def test_list_stops_on_a_repeated_token(rsps, fc) -> None:
 
 # -- configs and functions -------------------------------------------------------------------------------------
 def test_put_async_invoke_config(rsps, fc) -> None:
-    rsps.put(CONFIG, json={"asyncTask": True, "maxAsyncRetryAttempts": 1, "functionArn": "acs:fc:x",
-                           "destinationConfig": {"onFailure": {"destination": QUEUE_ARN}}})
+    rsps.put(
+        CONFIG,
+        json={
+            "asyncTask": True,
+            "maxAsyncRetryAttempts": 1,
+            "functionArn": "acs:fc:x",
+            "destinationConfig": {"onFailure": {"destination": QUEUE_ARN}},
+        },
+    )
     cfg = fc.put_async_invoke_config(
         "my-func", AsyncInvokeConfig(async_task=True, max_async_retry_attempts=1, on_failure=QUEUE_ARN)
     )
     assert cfg.on_failure == QUEUE_ARN and cfg.function_arn == "acs:fc:x"
     req = rsps.calls[0].request
     assert json.loads(req.body) == {
-        "asyncTask": True, "maxAsyncRetryAttempts": 1, "destinationConfig": {"onFailure": {"destination": QUEUE_ARN}}
+        "asyncTask": True,
+        "maxAsyncRetryAttempts": 1,
+        "destinationConfig": {"onFailure": {"destination": QUEUE_ARN}},
     }
     assert b" " not in req.body
     assert req.headers["content-type"] == "application/json; charset=utf-8"
@@ -279,13 +302,24 @@ class Server:
         self.url = ""
 
     def add(self, status: int, body: bytes | dict | str = b"", **headers: str) -> None:
-        data = json.dumps(body).encode() if isinstance(body, dict) else body.encode() if isinstance(body, str) else body
+        data = (
+            json.dumps(body).encode()
+            if isinstance(body, dict)
+            else body.encode()
+            if isinstance(body, str)
+            else body
+        )
         self.replies.append((status, data, {k.replace("_", "-"): v for k, v in headers.items()}))
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.requests.append(
-            {"method": request.method, "raw_path": request.raw_path, "headers": dict(request.headers), "body": body}
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": dict(request.headers),
+                "body": body,
+            }
         )
         status, data, headers = self.replies.pop(0) if self.replies else (500, b"unscripted", {})
         return web.Response(status=status, body=data, headers=headers)
@@ -320,6 +354,7 @@ async def test_async_invoke_and_get(server: Server) -> None:
     assert (inv.task_id, inv.request_id) == ("t9", "1-async")
     assert task.is_successful and task.return_payload == '{"ok":true}'
     invoke, get = server.requests
+    assert get["method"] == "GET"
     assert invoke["body"] == b'{"x":1}'
     assert invoke["headers"]["Host"] == server.url.removeprefix("http://")  # type: ignore[index]
     for req in server.requests:

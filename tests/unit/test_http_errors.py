@@ -50,7 +50,12 @@ def test_fc_3_json_error() -> None:
     body = '{"Code":"FunctionNotFound","Message":"function fn not found","RequestId":"1-abc"}'
     err = error_from_reply(reply(404, body, x_fc_request_id="hdr-id"))
     assert isinstance(err, FcNotFoundError)
-    assert (err.status, err.code, err.message, err.request_id) == (404, "FunctionNotFound", "function fn not found", "1-abc")
+    assert (err.status, err.code, err.message, err.request_id) == (
+        404,
+        "FunctionNotFound",
+        "function fn not found",
+        "1-abc",
+    )
     assert str(err) == "HTTP 404 FunctionNotFound: function fn not found, request id 1-abc"
     assert not err.retryable
 
@@ -62,7 +67,9 @@ def test_lowercase_json_error() -> None:
 
 
 def test_fc2_json_error() -> None:
-    err = error_from_reply(reply(403, '{"errorCode":"SignatureNotMatch","errorMessage":"sig"}', x_fc_request_id="r3"))
+    err = error_from_reply(
+        reply(403, '{"errorCode":"SignatureNotMatch","errorMessage":"sig"}', x_fc_request_id="r3")
+    )
     assert isinstance(err, FcAuthError)
     assert (err.code, err.message, err.request_id) == ("SignatureNotMatch", "sig", "r3")
 
@@ -105,7 +112,9 @@ def test_unparsed_bodies_still_carry_status_and_request_id(status: int, body: st
 
 
 def test_status_and_code_pick_the_class() -> None:
-    assert isinstance(error_from_reply(reply(400, '{"Code":"EntityTooLarge","Message":"big"}')), FcPayloadTooLargeError)
+    assert isinstance(
+        error_from_reply(reply(400, '{"Code":"EntityTooLarge","Message":"big"}')), FcPayloadTooLargeError
+    )
     assert isinstance(error_from_reply(reply(409, '{"Code":"Conflict"}')), FcConflictError)
     throttled = error_from_reply(reply(429, '{"Code":"ResourceExhausted"}', x_acs_retry_after="3"))
     assert isinstance(throttled, FcThrottledError)
@@ -114,7 +123,9 @@ def test_status_and_code_pick_the_class() -> None:
 
 
 def test_handle_reply_recover_and_parse() -> None:
-    op: Op[str] = Op("X", "GET", "/", None, {}, b"", lambda r: "parsed", recover=lambda e, r: f"recovered {e.code}")
+    op: Op[str] = Op(
+        "X", "GET", "/", None, {}, b"", lambda r: "parsed", recover=lambda e, r: f"recovered {e.code}"
+    )
     assert handle_reply(op, reply(200, "{}")) == "parsed"
     assert handle_reply(op, reply(404, '{"Code":"Gone"}')) == "recovered Gone"
     plain: Op[str] = Op("X", "GET", "/", None, {}, b"", lambda r: "parsed")
@@ -135,7 +146,9 @@ def test_success_bodies_that_do_not_parse() -> None:
 
 # -- retry policy ----------------------------------------------------------------------------------------------
 def api(status: int, code: str | None = None, retry_after: float | None = None) -> FcApiError:
-    return error_from_reply(reply(status, f'{{"Code":"{code}"}}' if code else "", x_acs_retry_after=str(retry_after or "")))
+    return error_from_reply(
+        reply(status, f'{{"Code":"{code}"}}' if code else "", x_acs_retry_after=str(retry_after or ""))
+    )
 
 
 def test_which_errors_are_retried() -> None:
@@ -186,12 +199,16 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def client(**kw) -> FcClient:
-    return FcClient(EP, Credentials("ak", "sk"), retry=RetryPolicy(**{"base_delay": 0.01, "max_delay": 0.02, **kw}))
+    return FcClient(
+        EP, Credentials("ak", "sk"), retry=RetryPolicy(**{"base_delay": 0.01, "max_delay": 0.02, **kw})
+    )
 
 
 @responses.activate
 def test_429_then_success_honours_retry_after(sleeps: list[float]) -> None:
-    responses.get(TASK_URL, status=429, json={"Code": "ResourceExhausted"}, headers={"x-acs-retry-after": "2"})
+    responses.get(
+        TASK_URL, status=429, json={"Code": "ResourceExhausted"}, headers={"x-acs-retry-after": "2"}
+    )
     responses.get(TASK_URL, json=TASK)
     assert client().get_async_task("fn", "t1").task_id == "t1"
     assert len(responses.calls) == 2
@@ -243,7 +260,9 @@ def test_refused_connection_is_a_connect_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once the socket closes
-    c = FcClient(f"http://127.0.0.1:{port}", Credentials("ak", "sk"), retry=RetryPolicy.never(), connect_timeout=2)
+    c = FcClient(
+        f"http://127.0.0.1:{port}", Credentials("ak", "sk"), retry=RetryPolicy.never(), connect_timeout=2
+    )
     with pytest.raises(FcConnectError, match="GetAsyncTask"):
         c.get_async_task("fn", "t1")
 
@@ -252,7 +271,11 @@ def test_refused_connection_is_a_connect_error() -> None:
 @pytest.mark.parametrize(
     ("text", "url", "host"),
     [
-        ("https://1234.cn-hangzhou.fc.aliyuncs.com", "https://1234.cn-hangzhou.fc.aliyuncs.com", "1234.cn-hangzhou.fc.aliyuncs.com"),
+        (
+            "https://1234.cn-hangzhou.fc.aliyuncs.com",
+            "https://1234.cn-hangzhou.fc.aliyuncs.com",
+            "1234.cn-hangzhou.fc.aliyuncs.com",
+        ),
         ("https://h.example:443/", "https://h.example", "h.example"),
         ("http://127.0.0.1:9000", "http://127.0.0.1:9000", "127.0.0.1:9000"),
         ("http://localhost:80", "http://localhost", "localhost"),

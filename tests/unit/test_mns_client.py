@@ -62,12 +62,18 @@ def rsps():
 
 
 def test_send_message_body_is_byte_exact(rsps, mns) -> None:
-    rsps.post(MSGS, status=201, body=xml("Message", "<MessageId>m-1</MessageId><MessageBodyMD5>x</MessageBodyMD5>"))
+    rsps.post(
+        MSGS, status=201, body=xml("Message", "<MessageId>m-1</MessageId><MessageBodyMD5>x</MessageBodyMD5>")
+    )
     assert mns.send_message("fc-dest", '{"k":"v"}') == "m-1"
     req = rsps.calls[0].request
-    assert req.body == (
-        HEAD + f'<Message xmlns="{NS}"><MessageBody>{{&quot;k&quot;:&quot;v&quot;}}</MessageBody></Message>'
-    ).encode()
+    assert (
+        req.body
+        == (
+            HEAD
+            + f'<Message xmlns="{NS}"><MessageBody>{{&quot;k&quot;:&quot;v&quot;}}</MessageBody></Message>'
+        ).encode()
+    )
     assert req.headers["content-type"] == "text/xml;charset=UTF-8"
     assert req.headers["x-mns-version"] == "2015-06-06"
     assert "content-md5" not in req.headers
@@ -78,19 +84,30 @@ def test_send_escapes_and_options(rsps, mns) -> None:
     rsps.post(MSGS, status=201, body=xml("Message", "<MessageId>m-2</MessageId>"))
     mns.send_message("fc-dest", "a<b>&c\r\n'x'", delay_seconds=5, priority=1)
     body = rsps.calls[0].request.body.decode()
-    assert "<MessageBody>a&lt;b&gt;&amp;c&#13;\n'x'</MessageBody><DelaySeconds>5</DelaySeconds><Priority>1</Priority>" in body
+    assert (
+        "<MessageBody>a&lt;b&gt;&amp;c&#13;\n'x'</MessageBody><DelaySeconds>5</DelaySeconds><Priority>1</Priority>"
+        in body
+    )
 
 
 def test_receive_batch_long_poll(rsps, mns) -> None:
-    body = xml("Messages", message_xml("m1", extra="<MessageGroupId>g</MessageGroupId>") + message_xml("m2", "{}"))
+    body = xml(
+        "Messages", message_xml("m1", extra="<MessageGroupId>g</MessageGroupId>") + message_xml("m2", "{}")
+    )
     rsps.get(MSGS, body=body)
     got = mns.receive_messages("fc-dest", max_messages=16, wait_seconds=30)
     assert [m.message_id for m in got] == ["m1", "m2"]
     m = got[0]
     assert m == MnsMessage(
-        message_id="m1", receipt_handle=HANDLE, body="hello", body_md5="md5",
-        enqueue_time=datetime(2024, 1, 1, tzinfo=UTC), next_visible_time=datetime(2024, 1, 1, 0, 0, 30, tzinfo=UTC),
-        first_dequeue_time=datetime(2024, 1, 1, 0, 0, 1, tzinfo=UTC), dequeue_count=2, priority=8,
+        message_id="m1",
+        receipt_handle=HANDLE,
+        body="hello",
+        body_md5="md5",
+        enqueue_time=datetime(2024, 1, 1, tzinfo=UTC),
+        next_visible_time=datetime(2024, 1, 1, 0, 0, 30, tzinfo=UTC),
+        first_dequeue_time=datetime(2024, 1, 1, 0, 0, 1, tzinfo=UTC),
+        dequeue_count=2,
+        priority=8,
     )
     call = rsps.calls[0]
     assert call.request.url == MSGS + "?numOfMessages=16&waitseconds=30"
@@ -134,7 +151,12 @@ def test_delete_message_handle_quoted_and_signed_as_sent(rsps, mns) -> None:
 
 
 def test_change_visibility_returns_the_new_handle(rsps, mns) -> None:
-    rsps.put(MSGS, body=xml("ChangeVisibility", "<ReceiptHandle>new-h</ReceiptHandle><NextVisibleTime>1</NextVisibleTime>"))
+    rsps.put(
+        MSGS,
+        body=xml(
+            "ChangeVisibility", "<ReceiptHandle>new-h</ReceiptHandle><NextVisibleTime>1</NextVisibleTime>"
+        ),
+    )
     assert mns.change_message_visibility("fc-dest", "a/b+c", 1) == "new-h"
     req = rsps.calls[0].request
     assert req.url == MSGS + "?ReceiptHandle=a%2Fb%2Bc&VisibilityTimeout=1"
@@ -147,7 +169,9 @@ def test_change_visibility_returns_the_new_handle(rsps, mns) -> None:
 
 def test_batch_send_chunks_by_16(rsps, mns) -> None:
     def ids(n: int, start: int) -> str:
-        return xml("Messages", "".join(f"<Message><MessageId>id{start + i}</MessageId></Message>" for i in range(n)))
+        return xml(
+            "Messages", "".join(f"<Message><MessageId>id{start + i}</MessageId></Message>" for i in range(n))
+        )
 
     rsps.post(MSGS, status=201, body=ids(16, 0))
     rsps.post(MSGS, status=201, body=ids(4, 16))
@@ -176,7 +200,8 @@ def test_batch_delete(rsps, mns) -> None:
     rsps.delete(MSGS, status=204)
     assert mns.batch_delete_messages("fc-dest", ["h1", "h2"]) == []
     assert rsps.calls[0].request.body.decode() == (
-        HEAD + f'<ReceiptHandles xmlns="{NS}"><ReceiptHandle>h1</ReceiptHandle><ReceiptHandle>h2</ReceiptHandle></ReceiptHandles>'
+        HEAD
+        + f'<ReceiptHandles xmlns="{NS}"><ReceiptHandle>h1</ReceiptHandle><ReceiptHandle>h2</ReceiptHandle></ReceiptHandles>'
     )
     errors = xml(
         "Errors",
@@ -191,13 +216,19 @@ def test_queues(rsps, mns) -> None:
     rsps.put(url, status=201, headers={"Location": url})
     assert mns.create_queue("fc-dest", visibility_timeout=60, polling_wait_seconds=10) is True
     assert rsps.calls[0].request.body.decode() == (
-        HEAD + f'<Queue xmlns="{NS}"><VisibilityTimeout>60</VisibilityTimeout><PollingWaitSeconds>10</PollingWaitSeconds></Queue>'
+        HEAD
+        + f'<Queue xmlns="{NS}"><VisibilityTimeout>60</VisibilityTimeout><PollingWaitSeconds>10</PollingWaitSeconds></Queue>'
     )
     rsps.put(url, status=204)
     assert mns.create_queue("fc-dest") is False
     rsps.put(url, status=409, body=xml("Error", "<Code>QueueAlreadyExist</Code><Message>differs</Message>"))
     assert mns.create_queue("fc-dest", visibility_timeout=5) is False
-    rsps.get(url, body=xml("Queue", "<QueueName>fc-dest</QueueName><ActiveMessages>3</ActiveMessages><Unknown>z</Unknown>"))
+    rsps.get(
+        url,
+        body=xml(
+            "Queue", "<QueueName>fc-dest</QueueName><ActiveMessages>3</ActiveMessages><Unknown>z</Unknown>"
+        ),
+    )
     attrs = mns.get_queue_attributes("fc-dest")
     assert attrs["QueueName"] == "fc-dest" and attrs["ActiveMessages"] == 3 and attrs["Unknown"] == "z"
     rsps.delete(url, status=204)
@@ -223,8 +254,12 @@ class Server:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(
-            {"method": request.method, "raw_path": request.raw_path, "headers": dict(request.headers),
-             "body": await request.read()}
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": dict(request.headers),
+                "body": await request.read(),
+            }
         )
         status, body = self.replies.pop(0) if self.replies else (500, "unscripted")
         return web.Response(status=status, text=body, content_type="text/xml")

@@ -112,7 +112,10 @@ def test_delay_refused(delay: object) -> None:
 
 def test_statuses() -> None:
     assert v.check_statuses("failed") == [TaskStatus.FAILED]
-    assert v.check_statuses(["Running", TaskStatus.RUNNING, "Succeeded"]) == [TaskStatus.RUNNING, TaskStatus.SUCCEEDED]
+    assert v.check_statuses(["Running", TaskStatus.RUNNING, "Succeeded"]) == [
+        TaskStatus.RUNNING,
+        TaskStatus.SUCCEEDED,
+    ]
     with pytest.raises(FcValidationError, match="'Done' is not a known status"):
         v.check_statuses(["Failed", "Done"])
     with pytest.raises(FcValidationError, match="is empty"):
@@ -200,7 +203,9 @@ def test_async_invoke_config_ranges(kwargs: dict[str, object], field: str) -> No
 def test_async_invoke_config_edges_accepted() -> None:
     cfg = AsyncInvokeConfig(True, 0, 2_592_000, QUEUE_ARN, QUEUE_ARN)
     assert v.check_async_invoke_config(cfg) is cfg
-    assert v.check_async_invoke_config(AsyncInvokeConfig(max_async_retry_attempts=8, max_async_event_age_in_seconds=1))
+    assert v.check_async_invoke_config(
+        AsyncInvokeConfig(max_async_retry_attempts=8, max_async_event_age_in_seconds=1)
+    )
 
 
 # -- nothing leaves the process ------------------------------------------------------------------------------
@@ -219,7 +224,9 @@ def fc():
 
 @pytest.fixture
 def mns():
-    client = MnsClient("https://1234.mns.cn-hangzhou.aliyuncs.com", Credentials("ak", "sk"), retry=RetryPolicy.never())
+    client = MnsClient(
+        "https://1234.mns.cn-hangzhou.aliyuncs.com", Credentials("ak", "sk"), retry=RetryPolicy.never()
+    )
     yield client
     client.close()
 
@@ -240,12 +247,16 @@ def mns():
         (lambda c: c.list_async_tasks("fn", limit=0), "limit"),
         (
             lambda c: c.list_async_tasks(
-                "fn", started_after=datetime(2024, 2, 1, tzinfo=UTC), started_before=datetime(2024, 1, 1, tzinfo=UTC)
+                "fn",
+                started_after=datetime(2024, 2, 1, tzinfo=UTC),
+                started_before=datetime(2024, 1, 1, tzinfo=UTC),
             ),
             "started_before",
         ),
-        (lambda c: c.put_async_invoke_config("fn", AsyncInvokeConfig(max_async_retry_attempts=9)),
-         "max_async_retry_attempts"),
+        (
+            lambda c: c.put_async_invoke_config("fn", AsyncInvokeConfig(max_async_retry_attempts=9)),
+            "max_async_retry_attempts",
+        ),
         (lambda c: c.get_function("fn", qualifier="?"), "qualifier"),
     ],
 )

@@ -1,0 +1,346 @@
+"""FcHook and MnsHook: connection resolution, lazy reads, forwarding, rerun, config checks, async twins."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+import responses
+from aiohttp import web
+
+from airflow_fc_async.core.errors import FcValidationError
+from airflow_fc_async.core.fc import FcClient
+from airflow_fc_async.core.mns import MnsClient
+from airflow_fc_async.hooks.base import resolve_connection
+from airflow_fc_async.hooks.fc import FcHook, rerun_task_id
+from airflow_fc_async.hooks.mns import MnsHook
+
+FC = "https://1234.cn-hangzhou.fc.aliyuncs.com/2023-03-30/functions/my-fc-job"
+QUEUE_ARN = "acs:mns:cn-hangzhou:1234:/queues/fc-dest/messages"
+NS = "http://mns.aliyuncs.com/doc/v1/"
+
+
+def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, **conn: object) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+@pytest.fixture
+def fc_conn(monkeypatch: pytest.MonkeyPatch) -> str:
+    set_conn(
+        monkeypatch,
+        "fc_test",
+        conn_type="alibaba_fc",
+        extra={
+            "access_key_id": "ak-id",
+            "access_key_secret": "sk-secret-value",
+            "region": "cn-hangzhou",
+            "account_id": "1234",
+        },
+    )
+    return "fc_test"
+
+
+# -- resolution (pure) -----------------------------------------------------------------------------------------
+def test_extras_win_over_login_password() -> None:
+    s = resolve_connection(
+        "c",
+        conn_type="alibaba_fc",
+        login="login-id",
+        password="pw",
+        extra={
+            "access_key_id": "x-id",
+            "access_key_secret": "x-secret",
+            "security_token": "tok",
+            "region": "cn-shanghai",
+            "account_id": "99",
+        },
+    )
+    assert (s.credentials.access_key_id, s.credentials.access_key_secret, s.credentials.security_token) == (
+        "x-id",
+        "x-secret",
+        "tok",
+    )
+    assert s.endpoint("fc") == "https://99.cn-shanghai.fc.aliyuncs.com"
+    assert s.endpoint("mns") == "https://99.mns.cn-shanghai.aliyuncs.com"
+    assert s.overrides == frozenset()
+
+
+def test_login_password_fallback_and_alibaba_cloud_type() -> None:
+    s = resolve_connection(
+        "c",
+        conn_type="alibaba_cloud",
+        login="id",
+        password="secret",
+        extra={"region": "cn-hangzhou", "account_id": "1"},
+    )
+    assert (s.credentials.access_key_id, s.credentials.access_key_secret) == ("id", "secret")
+    assert s.credentials.security_token is None
+
+
+def test_overrides_replace_scheme_host_port() -> None:
+    s = resolve_connection(
+        "c",
+        conn_type="alibaba_fc",
+        login="id",
+        password="pw",
+        extra={
+            "fc_endpoint": "http://127.0.0.1:9000/",
+            "mns_endpoint": "http://127.0.0.1:9000",
+            "connect_timeout": "2.5",
+            "read_timeout": 90,
+        },
+    )
+    assert s.endpoint("fc") == s.endpoint("mns") == "http://127.0.0.1:9000"
+    assert s.overrides == {"fc", "mns"}
+    assert (s.connect_timeout, s.read_timeout) == (2.5, 90.0)
+    assert s.region is None
+
+
+def test_airflow2_prefixed_extras() -> None:
+    s = resolve_connection(
+        "c",
+        conn_type="alibaba_fc",
+        login="id",
+        password="pw",
+        extra={"extra__alibaba_fc__region": "cn-beijing", "extra__alibaba_fc__account_id": "7"},
+    )
+    assert s.endpoint("fc") == "https://7.cn-beijing.fc.aliyuncs.com"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [({"account_id": "1"}, "region"), ({"region": "cn-hangzhou"}, "account_id"), ({}, "region")],
+)
+def test_missing_region_or_account_names_connection_and_field(extra: dict[str, str], field: str) -> None:
+    s = resolve_connection("my_conn", conn_type="alibaba_fc", login="id", password="pw", extra=extra)
+    with pytest.raises(FcValidationError) as err:
+        s.endpoint("fc")
+    assert err.value.field == field
+    assert "'my_conn'" in str(err.value) and field in str(err.value) and "fc_endpoint" in str(err.value)
+
+
+def test_missing_credentials_and_bad_values() -> None:
+    with pytest.raises(FcValidationError, match="'c' has no access key id"):
+        resolve_connection("c", conn_type="alibaba_fc", login=None, password="pw", extra={})
+    with pytest.raises(FcValidationError, match="'c' has no access key secret"):
+        resolve_connection("c", conn_type="alibaba_fc", login="id", password=None, extra={})
+    with pytest.raises(FcValidationError, match=r"connection 'c'.*no path"):
+        resolve_connection(
+            "c", conn_type="alibaba_fc", login="id", password="pw", extra={"fc_endpoint": "http://h/x"}
+        )
+    with pytest.raises(FcValidationError, match=r"read_timeout.*must be a number"):
+        resolve_connection(
+            "c", conn_type="alibaba_fc", login="id", password="pw", extra={"read_timeout": "soon"}
+        )
+
+
+# -- FcHook ----------------------------------------------------------------------------------------------------
+def test_hook_declarations() -> None:
+    assert (FcHook.conn_name_attr, FcHook.default_conn_name, FcHook.conn_type) == (
+        "fc_conn_id",
+        "fc_default",
+        "alibaba_fc",
+    )
+    assert FcHook.hook_name == "Alibaba Cloud Function Compute"
+    assert "get_ui_field_behaviour" in FcHook.__dict__ and "get_connection_form_widgets" in FcHook.__dict__
+    assert set(FcHook.get_ui_field_behaviour()["hidden_fields"]) >= {"schema", "port", "host"}
+    assert FcHook().fc_conn_id == "fc_default"
+
+
+def test_connection_is_read_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = FcHook(fc_conn_id="does_not_exist")  # no error: nothing read yet
+    assert repr(hook) == "FcHook(fc_conn_id='does_not_exist')"
+    with pytest.raises(Exception, match="does_not_exist"):
+        hook.get_conn()
+
+
+@responses.activate
+def test_invoke_and_get_through_the_hook(fc_conn: str) -> None:
+    responses.post(FC + "/invocations", status=202, headers={"x-fc-request-id": "1-r"})
+    responses.get(FC + "/async-tasks/t1", json={"taskId": "t1", "status": "Succeeded"})
+    hook = FcHook(fc_conn_id=fc_conn)
+    inv = hook.invoke_async("my-fc-job", {"failure": True}, task_id="t1")
+    assert (inv.task_id, inv.request_id) == ("t1", "1-r")
+    assert hook.get_async_task("my-fc-job", "t1").is_successful
+    assert isinstance(hook.get_conn(), FcClient) and hook.get_conn() is hook.get_conn()
+    assert responses.calls[0].request.body == b'{"failure":true}'
+    assert (
+        responses.calls[0].request.headers["authorization"].startswith("ACS3-HMAC-SHA256 Credential=ak-id,")
+    )
+    assert (hook.region, hook.account_id) == ("cn-hangzhou", "1234")
+    assert hook.console_url("my-fc-job", "t1") == (
+        "https://fcnext.console.aliyun.com/cn-hangzhou/functions/my-fc-job/async-task/t1?qualifier=LATEST"
+    )
+
+
+@responses.activate
+def test_rerun_uses_the_source_payload_and_a_new_id(fc_conn: str) -> None:
+    responses.get(
+        FC + "/async-tasks/src-1", json={"taskId": "src-1", "status": "Failed", "taskPayload": '{"n": 1}'}
+    )
+    responses.post(FC + "/invocations", status=202, headers={"x-fc-request-id": "1-new"})
+    inv = FcHook(fc_conn_id=fc_conn).rerun_async_task("my-fc-job", "src-1", qualifier="prod")
+    assert re.fullmatch(r"src-1-rerun-[0-9a-f]{6}", inv.task_id)
+    post = responses.calls[1].request
+    assert post.body == b'{"n": 1}'  # byte for byte, not re-serialised
+    assert post.headers["x-fc-async-task-id"] == inv.task_id
+    assert post.url.endswith("?qualifier=prod")
+
+
+@responses.activate
+def test_rerun_with_an_explicit_id(fc_conn: str) -> None:
+    responses.get(
+        FC + "/async-tasks/src-1", json={"taskId": "src-1", "status": "Succeeded", "taskPayload": "raw"}
+    )
+    responses.post(FC + "/invocations", status=202)
+    assert (
+        FcHook(fc_conn_id=fc_conn).rerun_async_task("my-fc-job", "src-1", new_task_id="again").task_id
+        == "again"
+    )
+    assert responses.calls[1].request.body == b"raw"
+
+
+def test_rerun_ids_stay_within_128() -> None:
+    long_id = "a" * 128
+    new = rerun_task_id(long_id)
+    assert len(new) == 128 and new.startswith("a" * 100) and "-rerun-" in new
+    assert rerun_task_id("x") != rerun_task_id("x")
+
+
+@responses.activate
+def test_put_async_invoke_config_checks_before_sending(fc_conn: str) -> None:
+    hook = FcHook(fc_conn_id=fc_conn)
+    with pytest.raises(FcValidationError, match="max_async_retry_attempts"):
+        hook.put_async_invoke_config("my-fc-job", max_async_retry_attempts=9)
+    with pytest.raises(FcValidationError, match="max_async_event_age_in_seconds"):
+        hook.put_async_invoke_config("my-fc-job", max_async_event_age_in_seconds=2_592_001)
+    with pytest.raises(FcValidationError, match="on_success"):
+        hook.put_async_invoke_config("my-fc-job", on_success="fc-dest")
+    assert len(responses.calls) == 0
+    responses.put(FC + "/async-invoke-config", json={"asyncTask": True, "maxAsyncRetryAttempts": 1})
+    cfg = hook.put_async_invoke_config("my-fc-job", max_async_retry_attempts=1, on_failure=QUEUE_ARN)
+    assert cfg.max_async_retry_attempts == 1
+    assert json.loads(responses.calls[0].request.body) == {
+        "asyncTask": True,
+        "maxAsyncRetryAttempts": 1,
+        "destinationConfig": {"onFailure": {"destination": QUEUE_ARN}},
+    }
+
+
+# -- async twins against a local server (the connection points at it) ------------------------------------------
+class Server:
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, str]] = []
+        self.paths: list[str] = []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.paths.append(f"{request.method} {request.raw_path}")
+        status, body = self.replies.pop(0) if self.replies else (500, "unscripted")
+        return web.Response(status=status, text=body)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    srv = Server()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", srv.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    srv.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield srv
+    await runner.cleanup()
+
+
+@pytest.fixture
+def local_conn(monkeypatch: pytest.MonkeyPatch, server: Server) -> str:
+    set_conn(
+        monkeypatch,
+        "fc_local",
+        conn_type="alibaba_fc",
+        login="ak",
+        password="sk-local-secret",
+        extra={"fc_endpoint": server.url, "mns_endpoint": server.url},
+    )
+    return "fc_local"
+
+
+async def test_async_twins_read_the_connection_without_sync_io(
+    monkeypatch: pytest.MonkeyPatch, server: Server, local_conn: str
+) -> None:
+    def no_sync(*a: object, **k: object) -> None:
+        raise AssertionError("sync get_connection called on the event loop")
+
+    monkeypatch.setattr(FcHook, "get_connection", classmethod(no_sync))
+    server.replies += [
+        (202, ""),
+        (200, json.dumps({"taskId": "t1", "status": "Running"})),
+        (200, json.dumps({"tasks": [{"taskId": "t1", "status": "Running"}]})),
+        (200, ""),
+        (200, json.dumps({"functionName": "fn"})),
+    ]
+    hook = FcHook(fc_conn_id=local_conn)
+    inv = await hook.ainvoke_async("fn", {"a": 1}, task_id="t1")
+    assert inv.task_id == "t1"
+    assert (await hook.aget_async_task("fn", "t1")).status.value == "Running"
+    assert [t.task_id async for t in hook.alist_async_tasks("fn", status="Running")] == ["t1"]
+    await hook.astop_async_task("fn", "t1")
+    assert (await hook.aget_function("fn"))["functionName"] == "fn"
+    await hook.aclose()
+    assert server.paths[0] == "POST /2023-03-30/functions/fn/invocations?qualifier=LATEST"
+    assert server.paths[3] == "PUT /2023-03-30/functions/fn/async-tasks/t1/stop?qualifier=LATEST"
+
+
+async def test_console_url_with_override_is_the_api_url(server: Server, local_conn: str) -> None:
+    hook = FcHook(fc_conn_id=local_conn)
+    await hook.asettings()  # settings cached: console_url reads no connection
+    assert (
+        hook.console_url("fn", "t1")
+        == f"{server.url}/2023-03-30/functions/fn/async-tasks/t1?qualifier=LATEST"
+    )
+
+
+# -- MnsHook ---------------------------------------------------------------------------------------------------
+@responses.activate
+def test_mns_hook_forwards(fc_conn: str) -> None:
+    url = "https://1234.mns.cn-hangzhou.aliyuncs.com/queues/fc-dest/messages"
+    responses.post(url, status=201, body=f'<Message xmlns="{NS}"><MessageId>m1</MessageId></Message>')
+    responses.get(url, status=404, body=f'<Error xmlns="{NS}"><Code>MessageNotExist</Code></Error>')
+    hook = MnsHook(fc_conn_id=fc_conn)
+    assert hook.send_message("fc-dest", "hi") == "m1"
+    assert hook.receive_messages("fc-dest", wait_seconds=1) == []
+    assert isinstance(hook.get_conn(), MnsClient)
+    assert responses.calls[1].request.url == url + "?numOfMessages=16&waitseconds=1"
+    hook.close()
+
+
+async def test_mns_hook_async(server: Server, local_conn: str) -> None:
+    server.replies += [
+        (201, f'<Message xmlns="{NS}"><MessageId>m2</MessageId></Message>'),
+        (200, f'<ChangeVisibility xmlns="{NS}"><ReceiptHandle>h2</ReceiptHandle></ChangeVisibility>'),
+    ]
+    hook = MnsHook(fc_conn_id=local_conn)
+    assert await hook.asend_message("q1", "body") == "m2"
+    assert await hook.achange_message_visibility("q1", "h1", 1) == "h2"
+    await hook.aclose()
+    assert server.paths == [
+        "POST /queues/q1/messages",
+        "PUT /queues/q1/messages?ReceiptHandle=h1&VisibilityTimeout=1",
+    ]
+
+
+def test_mns_hook_without_region_names_the_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        "fc_only",
+        conn_type="alibaba_fc",
+        login="ak",
+        password="sk-x",
+        extra={"fc_endpoint": "http://127.0.0.1:9"},
+    )
+    with pytest.raises(FcValidationError, match="connection 'fc_only' has no region and no account_id"):
+        MnsHook(fc_conn_id="fc_only").get_conn()
