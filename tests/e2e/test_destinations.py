@@ -205,3 +205,37 @@ async def test_a_record_nobody_waits_for_is_not_deleted_and_timeouts_return_none
     assert [m.body for m in store.messages.values()] == [record_body("someone-elses")][:0] or len(
         store.messages
     ) == 1
+
+
+def test_example_dead_letter_dag(
+    emu: Any, airflow_db: None, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The seed scenario end to end: dag.test() of example_fc_dead_letter against an emulator of its s.yaml."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from airflow_fc_async.emulator import Emulator
+    from tests.conftest import ROOT
+    from tests.e2e.conftest import run_dag, task_instance
+
+    dr.reset_receivers()
+    with Emulator(configs=[ROOT / "example_dags" / "functions" / "s.yaml"], port=0, retry_delay=0.2) as seed:
+        monkeypatch.setenv("AIRFLOW_CONN_FC_DEFAULT", seed.connection_json())
+        with MnsClient(seed.endpoint, seed.credentials) as client:  # someone else's dead letter already waits
+            client.send_message("fc-dlq", record_body("someone-elses-run"))
+        bag = DagBag(dag_folder=str(ROOT / "example_dags" / "example_fc_dead_letter.py"))
+        assert bag.import_errors == {}
+        run = run_dag(bag.get_dag("example_fc_dead_letter"))
+        assert run.state == "success"
+        record = task_instance(run, "dead_letter").xcom_pull(task_ids="dead_letter")
+        invoked = task_instance(run, "invoke").xcom_pull(task_ids="invoke")
+        assert record["requestContext"]["requestId"] == invoked["request_id"]
+        assert record["requestContext"]["approximateInvokeCount"] == 2  # one retry
+        assert record["requestContext"]["condition"] and record["responseContext"]["functionError"]
+        assert "responsePayload" in record
+        line = task_instance(run, "report").xcom_pull(task_ids="report")
+        assert line.startswith("condition=") and "responsePayload=" in line
+        left = [m.body for m in seed.queues.get("fc-dlq").messages.values()]
+        assert (
+            len(left) == 1 and "someone-elses-run" in left[0]
+        )  # ours deleted after it was stored; theirs kept
+        print("\n" + line)
