@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 from airflow_fc_async.core.endpoints import H
 from airflow_fc_async.core.signing import (
@@ -31,6 +34,20 @@ def _token(settings: Settings, key_id: str, token: str | None, code: str) -> Non
         return
     if not settings.security_token or not hmac.compare_digest(token, settings.security_token):
         raise ApiError(403, code, "The security token you provided is invalid")
+
+
+_MAX_SKEW = 15 * 60
+
+
+def _skewed(value: str, iso: bool) -> bool | None:
+    """True when the date is more than 15 minutes off; None when it cannot be parsed."""
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00")) if iso else parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return abs(when.timestamp() - time.time()) > _MAX_SKEW
 
 
 def check_fc(request: Request, settings: Settings) -> None:
@@ -62,6 +79,14 @@ def check_fc(request: Request, settings: Settings) -> None:
         raise ApiError(
             403, "SignatureNotMatch", f"SignedHeaders names headers that were not sent: {', '.join(missing)}"
         )
+    if settings.check_date_skew:
+        skewed = _skewed(request.headers.get(H.ACS_DATE, ""), iso=True)
+        if skewed is None or skewed:
+            raise ApiError(
+                403,
+                "InvalidTimeStamp",
+                "x-acs-date is missing, malformed or more than 15 minutes from server time",
+            )
     headers = {name: request.headers[name] for name in signed_names}
     canonical = fc_canonical_request(request.method, request.path, request.query, headers, payload_hash)
     string_to_sign = fc_string_to_sign(canonical)
@@ -92,6 +117,12 @@ def check_mns(request: Request, settings: Settings) -> None:
     _token(settings, key_id, request.headers.get(H.MNS_SECURITY_TOKEN), "InvalidSecurityToken")
     if H.DATE not in request.headers:
         raise ApiError(400, "InvalidDateHeader", "The Date header is missing")
+    if settings.check_date_skew:
+        skewed = _skewed(request.headers[H.DATE], iso=False)
+        if skewed is None:
+            raise ApiError(400, "InvalidDateHeader", "The Date header is not an RFC 1123 date")
+        if skewed:
+            raise ApiError(408, "TimeExpired", "The Date header is more than 15 minutes from server time")
     string_to_sign = mns_string_to_sign(request.method, request.target, request.headers)
     expected = mns_signature(settings.access_key_secret, string_to_sign)
     if not hmac.compare_digest(expected, signature):

@@ -39,4 +39,5 @@ class Settings:
     """Seconds between a failed attempt and its retry (FC backs off; short here so that tests run fast)."""
     base64_destinations: bool = False
     """Write destination records base64-encoded into MNS (default: raw JSON, as the official sample shows)."""
-    check_date_skew: bool = False
+    check_date_skew: bool = True
+    """Refuse requests whose x-acs-date / Date is more than 15 minutes off, as the real services do."""

@@ -212,3 +212,30 @@ def test_200_concurrent_invocations_reach_their_terminal_states(fc, emu):
     assert all(executions[task_id] == 1 for task_id in ok)  # exactly once
     assert all(executions[task_id] == 2 for task_id in ko)  # one retry each
     assert all(json.loads(t.return_payload) == {"i": t.task_id} for t in ok.values())
+
+
+def test_base64_destinations_option(tmp_path):
+    from airflow_fc_async.core.fc import FcClient
+    from airflow_fc_async.core.mns import MnsClient
+    from airflow_fc_async.emulator import Emulator
+
+    with Emulator(base64_destinations=True, retry_delay=0.1) as emu:
+        emu.deploy(
+            "b64",
+            source="def handler(event, context):\n    return 'done'\n",
+            async_invoke_config={
+                "asyncTask": True,
+                "destinationConfig": {
+                    "onSuccess": {
+                        "destination": f"acs:mns:{emu.region}:{emu.account_id}:/queues/b64q/messages"
+                    }
+                },
+            },
+        )
+        emu.queues.ensure("b64q")
+        inv = FcClient(emu.endpoint, emu.credentials).invoke_async("b64", {}, task_id="b64-1")
+        mns = MnsClient(emu.endpoint, emu.credentials)
+        [msg] = wait_for(lambda: mns.receive_messages("b64q", wait_seconds=1))
+        assert not msg.body.startswith("{")
+        record = DestinationRecord.from_body(msg.body)
+        assert record.request_id == inv.request_id and record.response_payload == "done"

@@ -122,3 +122,43 @@ def test_sts_token_is_required_and_checked():
         assert mns.create_queue("sts-q") is True
         r = mns_raw(emu, "GET", "/queues/sts-q", credentials=no_token)
         assert r.status_code == 403 and "InvalidSecurityToken" in r.text
+
+
+def test_official_fc_sdk_with_sts_credentials():
+    from alibabacloud_fc20230330 import models as fc_models
+    from alibabacloud_fc20230330.client import Client
+    from alibabacloud_tea_openapi import utils_models as openapi_models
+
+    with Emulator(configs=[], access_key_id="STS.sdk", access_key_secret="s", security_token="tok") as emu:
+        config = openapi_models.Config(
+            endpoint=emu.endpoint.split("://", 1)[1],
+            protocol="http",
+            access_key_id="STS.sdk",
+            access_key_secret="s",
+            security_token="tok",
+            region_id=emu.region,
+        )
+        reply = Client(config).list_async_invoke_configs(fc_models.ListAsyncInvokeConfigsRequest())
+        assert reply.status_code == 200 and reply.body.configs == []
+
+
+def test_stale_dates_are_refused(emu):
+    from airflow_fc_async.core.signing import sign_mns_request
+
+    host = emu.endpoint.split("://", 1)[1]
+    headers = sign_fc_request(
+        emu.credentials,
+        method="GET",
+        host=host,
+        path=GET_FN,
+        action="GetFunction",
+        date="2024-01-01T00:00:00Z",
+    )
+    r = requests.get(emu.endpoint + GET_FN, headers=headers)
+    assert r.status_code == 403 and r.json()["Code"] == "InvalidTimeStamp"
+    resource = "/queues/fc-test-echo"
+    headers = sign_mns_request(
+        emu.credentials, method="GET", host=host, resource=resource, date="Thu, 17 Mar 2016 06:25:06 GMT"
+    )
+    r = requests.get(emu.endpoint + resource, headers=headers)
+    assert r.status_code == 408 and "<Code>TimeExpired</Code>" in r.text
