@@ -19,6 +19,7 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "USER_ACTION_CANCEL_MSG",
     "is_user_action_cancel",
+    "task_deferral_timeout",
     "task_instance_still_deferred",
     "task_state_store",
     "trigger_has_on_kill",
@@ -51,6 +52,15 @@ def trigger_has_on_kill() -> bool:
 
 def is_user_action_cancel(exc: BaseException) -> bool:
     return bool(exc.args) and exc.args[0] == USER_ACTION_CANCEL_MSG
+
+
+def task_deferral_timeout() -> type[Exception]:
+    """The exception a deferral timeout raises on resume (task SDK in Airflow 3, core before)."""
+    try:
+        from airflow.sdk.exceptions import TaskDeferralTimeout
+    except ImportError:  # pragma: no cover - Airflow 2
+        from airflow.exceptions import TaskDeferralTimeout
+    return TaskDeferralTimeout
 
 
 def task_state_store(context: Mapping[str, Any]) -> Any | None:

@@ -260,6 +260,25 @@ class FcAsyncTaskMixin:
             raise AirflowFailException(message)
         raise AirflowException(message)
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """A deferral that timed out (the trigger's own deadline did not fire first) still stops the FC task."""
+        from airflow_fc_async import compat
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+        except compat.task_deferral_timeout():
+            store = compat.task_state_store(context)
+            saved = store.get(STATE_KEY) if store is not None else None
+            if self.stop_on_kill and isinstance(saved, dict) and saved.get("task_id"):
+                ref = TaskRef(
+                    saved["function_name"],
+                    saved.get("qualifier") or "LATEST",
+                    saved["task_id"],
+                    saved.get("request_id"),
+                )
+                self.stop_task(ref, "the deferral timed out")
+            raise
+
     def _read_result(self, ref: TaskRef) -> AsyncTask:
         """The succeeded task read once more, for its return payload (the trigger event stays small)."""
         for attempt in range(1, _RESULT_READ_ATTEMPTS + 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -138,3 +139,24 @@ def test_task_id_prefix_is_what_the_operator_used(fc_conn: Any) -> None:
     ti = task_instance(dr, "invoke")
     prefix = task_ids.task_id_prefix("e2e_ids", "invoke", dr.run_id, -1)
     assert ti.xcom_pull(task_ids="invoke")["task_id"] == f"{prefix}-t1"
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_max_wait_stops_the_fc_task_and_fails(fc_conn: Any, deferrable: bool) -> None:
+    from airflow_fc_async.hooks.fc import FcHook
+
+    dag_id = f"e2e_max_wait_{deferrable}"
+    dag = dag_with(
+        dag_id, function_name="sleeper", payload={"seconds": 20}, max_wait=2, deferrable=deferrable
+    )
+    dr = run_dag(dag)
+    assert dr.state == "failed"
+    (task_id,) = [t.task_id for t in FcHook().list_async_tasks("sleeper", prefix=f"{dag_id}-invoke-")]
+    deadline = time.monotonic() + 10
+    status = None
+    while time.monotonic() < deadline:
+        status = FcHook().get_async_task("sleeper", task_id).status.value
+        if status == "Stopped":
+            break
+        time.sleep(0.2)
+    assert status == "Stopped"

@@ -269,3 +269,43 @@ def test_execute_complete_error_event(hook: FakeHook) -> None:
         op().execute_complete(context(), _event("error", message="forbidden", retryable=False))
     with pytest.raises(AirflowException, match="Unexpected trigger event"):
         op().execute_complete(context(), {"nonsense": True})
+
+
+# -- deferral timeout and the link ---------------------------------------------------------------------------------
+def test_a_deferral_timeout_stops_the_stored_task(hook: FakeHook) -> None:
+    from airflow.sdk.exceptions import TaskDeferralTimeout
+
+    store = FakeStore(
+        {
+            "fc_async_task": {
+                "function_name": "my-fc-job",
+                "qualifier": "LATEST",
+                "task_id": ID1,
+                "request_id": "r",
+            }
+        }
+    )
+    with pytest.raises(TaskDeferralTimeout):
+        op().resume_execution("__fail__", {"error": "Trigger timeout"}, context(store=store))
+    assert hook.calls == [("stop", ID1)]
+    with pytest.raises(TaskDeferralTimeout):
+        op(stop_on_kill=False).resume_execution(
+            "__fail__", {"error": "Trigger timeout"}, context(store=store)
+        )
+    assert hook.count("stop") == 1
+
+
+def test_link_reads_the_persisted_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_fc_async import links
+
+    seen: dict[str, object] = {}
+
+    def get_value(*, key: str, ti_key: object) -> str | None:
+        seen.update(key=key, ti_key=ti_key)
+        return "https://console/x" if ti_key == "k1" else None
+
+    monkeypatch.setattr(links.XCom, "get_value", staticmethod(get_value))
+    link = links.FcAsyncTaskLink()
+    assert link.get_link(op(), ti_key="k1") == "https://console/x"  # type: ignore[arg-type]
+    assert seen["key"] == link.xcom_key == "fc_async_task_url"
+    assert link.get_link(op(), ti_key="k2") == ""  # type: ignore[arg-type]
