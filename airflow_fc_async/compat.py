@@ -59,7 +59,7 @@ def task_deferral_timeout() -> type[Exception]:
     try:
         from airflow.sdk.exceptions import TaskDeferralTimeout
     except ImportError:  # pragma: no cover - Airflow 2
-        from airflow.exceptions import TaskDeferralTimeout
+        from airflow.exceptions import TaskDeferralTimeout  # type: ignore[no-redef]
     return TaskDeferralTimeout
 
 
