@@ -141,14 +141,16 @@ def test_task_id_prefix_is_what_the_operator_used(fc_conn: Any) -> None:
     assert ti.xcom_pull(task_ids="invoke")["task_id"] == f"{prefix}-t1"
 
 
-@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
-def test_max_wait_stops_the_fc_task_and_fails(fc_conn: Any, deferrable: bool) -> None:
+@pytest.mark.parametrize(
+    "limit",
+    [{"max_wait": 2}, {"max_wait": 2, "deferrable": True}, {"execution_timeout": timedelta(seconds=2)}],
+    ids=["max_wait", "max_wait_deferrable", "execution_timeout"],
+)
+def test_a_time_limit_stops_the_fc_task_and_fails(fc_conn: Any, limit: dict[str, Any]) -> None:
     from airflow_fc_async.hooks.fc import FcHook
 
-    dag_id = f"e2e_max_wait_{deferrable}"
-    dag = dag_with(
-        dag_id, function_name="sleeper", payload={"seconds": 20}, max_wait=2, deferrable=deferrable
-    )
+    dag_id = f"e2e_limit_{'_'.join(sorted(limit))}"
+    dag = dag_with(dag_id, function_name="sleeper", payload={"seconds": 20}, **limit)
     dr = run_dag(dag)
     assert dr.state == "failed"
     (task_id,) = [t.task_id for t in FcHook().list_async_tasks("sleeper", prefix=f"{dag_id}-invoke-")]

@@ -309,3 +309,20 @@ def test_link_reads_the_persisted_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert link.get_link(op(), ti_key="k1") == "https://console/x"  # type: ignore[arg-type]
     assert seen["key"] == link.xcom_key == "fc_async_task_url"
     assert link.get_link(op(), ti_key="k2") == ""  # type: ignore[arg-type]
+
+
+def test_importing_the_adapters_stays_cheap() -> None:
+    """A DAG file parse must not load the hook or an HTTP client (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import airflow_fc_async.operators.fc, airflow_fc_async.sensors.fc, "
+        "airflow_fc_async.triggers.fc, airflow_fc_async.links; "
+        "print(sorted(m for m in ('requests', 'aiohttp', 'airflow_fc_async.hooks.fc', 'airflow_fc_async.core.fc') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
