@@ -153,6 +153,8 @@ class FcAsyncTaskTrigger(BaseTrigger):
                 if not still_deferred:
                     await self._stop("the deferred Airflow task was cancelled")
             raise
+        finally:  # also runs when a caller takes one event and closes the generator (dag.test does)
+            await self._close_hook()
 
     async def on_kill(self) -> None:
         """A user killed the deferred task (Airflow 3.3+): stop the FC task when asked to."""
@@ -170,6 +172,9 @@ class FcAsyncTaskTrigger(BaseTrigger):
 
     async def cleanup(self) -> None:
         """Release the HTTP session; never stops the FC task (cleanup also runs on a triggerer restart)."""
+        await self._close_hook()
+
+    async def _close_hook(self) -> None:
         hook = self.__dict__.pop("_fc_hook", None)
         if hook is not None and hasattr(hook, "aclose"):
             try:

@@ -56,6 +56,17 @@ async def test_success_yields_one_event_with_the_new_lines() -> None:
     assert ev["lines"] == ["Enqueued -> Running", "Running -> Succeeded"]
     assert "returnPayload" not in ev["task"] and "taskPayload" not in ev["task"]  # the event stays small
     assert ev["progress"]["last_status"] == "Succeeded"
+    assert hook.count("aclose") == 1  # the session is released by run() itself
+
+
+async def test_taking_only_the_first_event_still_releases_the_session() -> None:
+    hook = FakeHook()
+    hook.script("t1", "Succeeded")
+    gen = make(hook).run()
+    first = await anext(gen)
+    assert first.payload["status"] == "success"
+    await gen.aclose()  # what asyncio.run's shutdown does for dag.test's single anext()
+    assert hook.count("aclose") == 1
 
 
 async def test_failure_event_carries_the_error() -> None:
