@@ -143,12 +143,19 @@ class FcAsyncInvokeConfigOperator(BaseOperator):
     @staticmethod
     def _destination(hook: FcHook, value: str | None) -> str | None:
         from airflow_fc_async.core.endpoints import destination_arn
+        from airflow_fc_async.core.errors import FcValidationError
         from airflow_fc_async.core.validation import check_queue_name
 
         if not value:
             return None
-        if not value.startswith("acs:"):
-            check_queue_name(value, "destination queue")
+        if value.startswith("acs:"):
+            return value
+        check_queue_name(value, "destination queue")
+        if not hook.region or not hook.account_id:
+            raise FcValidationError(
+                "on_success/on_failure",
+                f"the queue name {value!r} needs the connection's region and account_id to become an ARN",
+            )
         return destination_arn(value, hook.region, hook.account_id)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
@@ -147,19 +147,17 @@ def resolve_time(
     name: str, value: datetime | timedelta | str | None, anchor: datetime | None
 ) -> datetime | None:
     """A time bound as an aware datetime; a timedelta counts back from ``anchor`` (the data interval's end)."""
-    from airflow.providers.common.compat.sdk import timezone
-
     if value is None or value == "":
         return None
     if isinstance(value, timedelta):
-        return (anchor or timezone.utcnow()) - value
+        return (anchor or datetime.now(UTC)) - value
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise AirflowFailException(f"{name}: {value!r} is not an ISO 8601 date-time") from None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     raise AirflowFailException(
         f"{name} must be a datetime, timedelta or ISO string, got {type(value).__name__}"
     )
