@@ -25,6 +25,7 @@ __all__ = [
     "MAX_TASK_ID_LENGTH",
     "explicit_try_task_id",
     "pick_earlier_task",
+    "rerun_prefix",
     "task_id_prefix",
     "try_number_of",
     "try_task_id",
@@ -52,6 +53,17 @@ def task_id_prefix(dag_id: str, task_id: str, run_id: str, map_index: int | None
         readable = "t" + readable
     room = MAX_TASK_ID_LENGTH - _SUFFIX_RESERVE - _HASH_LEN - 1
     return f"{readable[:room].rstrip('-')}-{digest}"
+
+
+def rerun_prefix(source_task_id: str, instance_prefix: str) -> str:
+    """The prefix of the FC tasks that re-run ``source_task_id`` from one Airflow task instance.
+
+    Readable (the source id, then ``-rerun-``) and ending in a hash of the source id and the task instance's own
+    prefix, so each DAG run re-runs a task under fresh ids, and every try of one run shares the prefix.
+    """
+    digest = hashlib.sha256(f"{source_task_id}\x00{instance_prefix}".encode()).hexdigest()[:_HASH_LEN]
+    room = MAX_TASK_ID_LENGTH - _SUFFIX_RESERVE - _HASH_LEN - len("-rerun-")
+    return f"{source_task_id[:room].rstrip('-')}-rerun-{digest}"
 
 
 def try_task_id(prefix: str, try_number: int) -> str:

@@ -107,12 +107,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
     # -- execute -----------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
-        explicit = self.async_task_id is not None
-        if explicit:
-            task_ids.validate_task_id("async_task_id", str(self.async_task_id))
-            prefix = str(self.async_task_id)
-        else:
-            prefix = task_ids.task_id_prefix(ti.dag_id, ti.task_id, context["run_id"], ti.map_index)
+        prefix, explicit = self._task_id_prefix(context)
         try_number = int(ti.try_number or 1)
 
         earlier = self._find_earlier_task(context, prefix, try_number, explicit)
@@ -144,6 +139,13 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
             status = first_read.status.value if first_read is not None else "Enqueued"
             return {"task_id": ref.task_id, "request_id": ref.request_id, "status": status}
         return self.follow(context, ref, first_read)
+
+    def _task_id_prefix(self, context: Context) -> tuple[str, bool]:
+        """``(prefix of this task instance's FC task ids, whether the user gave the id)``."""
+        if self.async_task_id is not None:
+            return task_ids.validate_task_id("async_task_id", str(self.async_task_id)), True
+        ti = context["ti"]
+        return task_ids.task_id_prefix(ti.dag_id, ti.task_id, context["run_id"], ti.map_index), False
 
     def _invoke(self, task_id: str) -> tuple[TaskRef, AsyncTask | None]:
         """Invoke; a 409 means this very try already invoked with its deterministic id: attach to that task."""
@@ -291,6 +293,8 @@ def _describe_payload(payload: Any) -> str:
 _ELSEWHERE = {
     "FcAsyncInvokeConfigOperator": "airflow_fc_async.operators.config",
     "FcListAsyncTasksOperator": "airflow_fc_async.operators.history",
+    "FcStopAsyncTaskOperator": "airflow_fc_async.operators.stop",
+    "FcRerunAsyncTaskOperator": "airflow_fc_async.operators.rerun",
 }
 
 
