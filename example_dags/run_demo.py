@@ -45,6 +45,23 @@ def start_emulator(log_path: Path) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit(f"fc-emulator printed no ready line within 60 s; see {log_path}")
 
 
+def seed_history(conn_json: str) -> None:
+    """Last night's batch, for the re-run example: four `nightly-` documents, two of them hit a transient outage."""
+    from airflow_fc_async.core.credentials import Credentials
+    from airflow_fc_async.core.fc import FcClient
+
+    extra = json.loads(conn_json)["extra"]
+    client = FcClient(extra["fc_endpoint"], Credentials(extra["access_key_id"], extra["access_key_secret"]))
+    run = time.strftime("%Y%m%d%H%M%S")
+    for i in range(4):
+        doc = {"name": f"night-{i}", "text": "lorem ipsum dolor sit amet " * (i + 1)}
+        if i % 2:
+            doc["flaky"] = run
+        client.invoke_async("batch-job", doc, task_id=f"nightly-{run}-{i}")
+    client.close()
+    print("seeded last night's batch: 4 `nightly-` tasks of batch-job, 2 of them will fail (transient)")
+
+
 def airflow_env(conn_json: str) -> dict[str, str]:
     home = WORK / "airflow"
     env = dict(os.environ)
@@ -63,15 +80,17 @@ def airflow_env(conn_json: str) -> dict[str, str]:
 def airflow(env: dict[str, str], *args: str, log: Path | None = None, timeout: float = 300) -> int:
     out = log.open("w") if log else subprocess.DEVNULL
     exe = str(Path(sys.executable).with_name("airflow"))
-    return subprocess.run([exe, *args], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout).returncode
+    return subprocess.run(
+        [exe, *args], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+    ).returncode
 
 
 def example_dags(env: dict[str, str]) -> list[tuple[str, str]]:
     """(dag_id, expected state) of every example DAG, read with a DagBag in a child process (its env)."""
     code = (
         "import json\n"
-        "from airflow.models.dagbag import DagBag\n"
-        "bag = DagBag(read_dags_from_db=False)\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "bag = DagBag()\n"
         "assert not bag.import_errors, bag.import_errors\n"
         "print(json.dumps([[d, 'failed' if 'expect:failed' in (bag.dags[d].tags or []) else 'success']"
         " for d in sorted(bag.dags)]))\n"
@@ -108,6 +127,17 @@ print(json.dumps(out, default=str))
     return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def failure_reason(dag_id: str) -> str | None:
+    """The last Airflow exception message in a DAG's log: why its failed task failed."""
+    log = WORK / "logs" / f"{dag_id}.log"
+    lines = (
+        [ln for ln in log.read_text(errors="replace").splitlines() if "Exception: " in ln]
+        if log.exists()
+        else []
+    )
+    return lines[-1].split("Exception: ", 1)[1] if lines else None
+
+
 def short(value: Any, limit: int = 110) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -125,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         endpoint = json.loads(conn_json)["extra"]["fc_endpoint"]
         print(f"fc-emulator at {endpoint} with {FUNCTIONS.relative_to(ROOT)}")
+        seed_history(conn_json)
         env = airflow_env(conn_json)
         if airflow(env, "db", "migrate", log=WORK / "logs" / "db-migrate.log"):
             raise SystemExit(f"airflow db migrate failed; see {WORK / 'logs' / 'db-migrate.log'}")
@@ -152,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         for t in run["tasks"]:
             xcom = f"  xcom={short(t['xcom'])}" if t["xcom"] is not None else ""
             print(f"      {t['task']:<28} {t['state']:<10} try {t['try']}{xcom}")
+        if run["state"] == "failed":
+            print(f"      why: {short(failure_reason(run['dag_id']) or 'see the log', 300)}")
     missing = set(expected) - {r["dag_id"] for r in runs}
     for dag_id in sorted(missing):
         ok = False
