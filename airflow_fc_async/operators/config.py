@@ -9,9 +9,9 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-    from airflow_fc_async.hooks.fc import FcHook
 
     from airflow_fc_async.core.models import AsyncInvokeConfig
+    from airflow_fc_async.hooks.fc import FcHook
 
 __all__ = ["FcAsyncInvokeConfigOperator"]
 
@@ -74,9 +74,8 @@ class FcAsyncInvokeConfigOperator(BaseOperator):
         self.fc_conn_id = fc_conn_id
 
     def execute(self, context: Context) -> dict[str, Any] | None:
-        from airflow_fc_async.hooks.fc import FcHook
-
         from airflow_fc_async.core.errors import FcError, FcValidationError
+        from airflow_fc_async.hooks.fc import FcHook
 
         hook = FcHook(fc_conn_id=self.fc_conn_id)
         try:

@@ -85,9 +85,8 @@ class FcListAsyncTasksOperator(BaseOperator):
         self.fc_conn_id = fc_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_fc_async.hooks.fc import FcHook
-
         from airflow_fc_async.core.errors import FcError, FcValidationError
+        from airflow_fc_async.hooks.fc import FcHook
 
         anchor = context.get("data_interval_end") or context.get("logical_date")
         after = resolve_time("started_after", self.started_after, anchor)
