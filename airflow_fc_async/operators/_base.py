@@ -296,8 +296,9 @@ class FcAsyncTaskMixin:
         self._fc_done = True
         if not task.is_terminal:
             raise AirflowException(f"FC async task {task.task_id} is still {task.status.value}")
+        record = self.destination_record(context, ref, task)
         if task.is_successful:
-            result = task_result(task, self.destination_record(context, ref, task))
+            result = task_result(task, record)
             if result.get("return_payload_truncated"):
                 self.log.warning(
                     "The return payload of FC task %s is larger than %d bytes: left out of XCom",
@@ -306,11 +307,57 @@ class FcAsyncTaskMixin:
                 )
             self.log.info("FC task %s succeeded (request id %s)", task.task_id, task.request_id)
             return result
-        raise AirflowException(failure_message(ref, task, self.console_url(ref)))
+        message = failure_message(ref, task, self.console_url(ref))
+        if record is not None:
+            from airflow_fc_async.core.destinations import format_failure_message
+            from airflow_fc_async.core.models import DestinationRecord
+
+            message += " Destination record: " + format_failure_message(DestinationRecord.from_json(record))
+        raise AirflowException(message)
 
     def destination_record(self, context: Any, ref: TaskRef, task: AsyncTask) -> dict[str, Any] | None:
-        """Hook point: the destination record of ``task`` (read from MNS by a later issue). None for now."""
-        return None
+        """The task's destination record from ``destination_queue`` (None when no queue is set or none came).
+
+        The record may reach the queue before or after the terminal status is read: it is awaited at most
+        ``destination_timeout`` seconds. It is pushed to XCom (key ``destination_record``) before its message is
+        deleted, so it is never lost; other consumers' messages on the queue are left alone.
+        """
+        queue = getattr(self, "destination_queue", None)
+        request_id = task.request_id or ref.request_id
+        if not queue or not request_id:
+            return None
+        from airflow_fc_async.core.errors import FcError
+        from airflow_fc_async.hooks.mns import MnsHook
+
+        timeout = float(getattr(self, "destination_timeout", 30.0))
+        self.log.info(
+            "Waiting up to %g s for the destination record of %s on queue %s", timeout, request_id, queue
+        )
+
+        def store(rec: Any) -> None:
+            ti = context.get("ti") if isinstance(context, dict) else None
+            if ti is not None:
+                ti.xcom_push(key="destination_record", value=rec.to_dict())
+
+        try:
+            rec = MnsHook(fc_conn_id=self.fc_conn_id).wait_for_destination_record(
+                queue, request_id, timeout, before_delete=store
+            )
+        except FcError as err:
+            self.log.warning("Could not read the destination record from queue %s: %s", queue, err)
+            return None
+        if rec is None:
+            self.log.warning(
+                "No destination record for request %s on queue %s within %g s; carrying on without it "
+                "(GetAsyncTask's status %s stands)",
+                request_id,
+                queue,
+                timeout,
+                task.status.value,
+            )
+            return None
+        self.log.info("Destination record of %s: condition=%r", request_id, rec.condition or "")
+        return rec.to_dict()
 
     # -- cancellation --------------------------------------------------------------------------------------
     def _raise_if_killed(self, ref: TaskRef) -> None:

@@ -48,7 +48,11 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         after the invoke and back off to it.
     :param max_wait: give up (and stop the FC task) after this long (seconds or timedelta); None: no limit.
     :param stop_on_kill: stop the FC task when the Airflow task is killed.
-    :param destination_queue: MNS queue of the function's destination (templated; used by a later feature).
+    :param destination_queue: the MNS queue (name) of the function's onSuccess/onFailure destination (templated):
+        the task's record from it goes into XCom (``destination_record``), and a failure message quotes it. The
+        queue may be shared: other messages are handed back untouched.
+    :param destination_timeout: how long to wait for that record after the terminal status (seconds or
+        timedelta); past it the task carries on with a warning.
     :param fc_conn_id: the Airflow connection.
 
     The XCom return value: ``{"task_id", "request_id", "status", "return_payload", "destination_record"}``.
@@ -78,6 +82,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         max_wait: float | timedelta | None = None,
         stop_on_kill: bool = True,
         destination_queue: str | None = None,
+        destination_timeout: float | timedelta = 30,
         fc_conn_id: str = "fc_default",
         **kwargs: Any,
     ) -> None:
@@ -102,6 +107,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         self.max_wait = coerce_seconds("max_wait", max_wait)
         self.stop_on_kill = stop_on_kill
         self.destination_queue = destination_queue
+        self.destination_timeout = coerce_seconds("destination_timeout", destination_timeout) or 30.0
         self.fc_conn_id = fc_conn_id
 
     # -- execute -----------------------------------------------------------------------------------------------
