@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.util import Timeout
 
 from airflow_fc_async.core.errors import FcTransportError
 from airflow_fc_async.core.http import (
@@ -38,6 +38,72 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class _LeanAdapter(HTTPAdapter):
+    """``HTTPAdapter`` without the per-call work a signed API client does not need.
+
+    ``send`` itself is the base one (so ``responses`` and other adapter-level mocks still see every call); the
+    steps it delegates are trimmed: the pool of our one host is looked up once, the path is cut from the URL
+    without re-parsing it, and the response is read at once into ``Response._content`` with no cookie jar
+    (the APIs set no cookies) and no encoding sniffing.
+    """
+
+    def __init__(self, *, pool_maxsize: int) -> None:
+        super().__init__(pool_connections=2, pool_maxsize=pool_maxsize, max_retries=0)
+        self._pools: dict[tuple[str, object, object], Any] = {}
+
+    def get_connection_with_tls_context(
+        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        if proxies:
+            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        url = request.url or ""
+        key = (url[: _path_start(url)], verify, cert)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, cert=cert)
+        return pool
+
+    def request_url(self, request: requests.PreparedRequest, proxies: Any) -> str:
+        url = request.url or ""
+        if proxies and not url.startswith("https"):
+            return super().request_url(request, proxies)
+        return url[_path_start(url) :] or "/"
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        # Response() would build a cookie jar and a header dict that are thrown away at once.
+        response = requests.Response.__new__(requests.Response)
+        response.__dict__.update(_RESPONSE_DEFAULTS)
+        response.history = []
+        response.status_code = resp.status
+        response.headers = resp.headers  # urllib3's HTTPHeaderDict: case-insensitive already
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url or ""
+        response.request = req
+        response.connection = self
+        response._content = resp.read(decode_content=True)  # the connection goes back to the pool here
+        return response
+
+    def close(self) -> None:
+        self._pools.clear()
+        super().close()
+
+
+_RESPONSE_DEFAULTS: dict[str, Any] = {
+    "_content_consumed": True,
+    "_next": None,
+    "encoding": None,
+    "cookies": None,
+    "elapsed": None,
+}
+
+
+def _path_start(url: str) -> int:
+    """Index of the path in ``scheme://host[:port]/path?query``."""
+    at = url.find("/", url.find("://") + 3)
+    return at if at != -1 else len(url)
+
+
 class SyncTransport:
     """Sends :class:`Call` objects over one pooled connection set (thread-safe, like ``requests`` adapters)."""
 
@@ -56,35 +122,46 @@ class SyncTransport:
         self._verify = verify
         self.session = requests.Session()
         self.session.trust_env = False  # no per-call proxy/netrc environment lookups; see ``proxies``
-        self._adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        self._adapter = _LeanAdapter(pool_maxsize=pool_size)
         self.session.mount("http://", self._adapter)
         self.session.mount("https://", self._adapter)
+        self._timeouts: dict[float, Timeout] = {}
+
+    def _timeout(self, read: float | None) -> Timeout:
+        read = read or self.read_timeout
+        timeout = self._timeouts.get(read)
+        if timeout is None:
+            timeout = self._timeouts[read] = Timeout(connect=self.connect_timeout, read=read)
+        return timeout
 
     def send(self, call: Call) -> Reply:
         request = requests.PreparedRequest()
         request.method = call.method
         request.url = call.url
-        headers = CaseInsensitiveDict(call.headers)
+        headers: dict[str, str] = call.headers
         if call.body or call.method in ("POST", "PUT"):
-            headers["content-length"] = str(len(call.body))
-        request.headers = headers
+            headers = {**headers, "Content-Length": str(len(call.body))}  # the spelling requests checks for
+        request.headers = headers  # type: ignore[assignment]  # lowercase keys; urllib3 compares case-insensitively
         request.body = call.body or None
         request.hooks = {"response": []}
-        timeout = (self.connect_timeout, call.read_timeout or self.read_timeout)
         try:
-            resp = self._adapter.send(request, timeout=timeout, verify=self._verify, proxies=self._proxies)
-            body = resp.content
+            resp = self._adapter.send(
+                request,
+                timeout=self._timeout(call.read_timeout),  # type: ignore[arg-type]  # a urllib3 Timeout is accepted
+                verify=self._verify,
+                proxies=self._proxies,
+            )
         except requests.ConnectTimeout as exc:
             raise FcConnectError(f"{call.action}: connect timeout to {_where(call)}: {exc}") from None
         except requests.ConnectionError as exc:
             reason = getattr(exc.args[0], "reason", None) if exc.args else None
             cls = FcConnectError if isinstance(reason, NewConnectionError) else FcTransportError
             raise cls(f"{call.action}: connection error to {_where(call)}: {exc}") from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, HTTPError) as exc:
             raise FcTransportError(
                 f"{call.action}: {type(exc).__name__} from {_where(call)}: {exc}"
             ) from None
-        return Reply(resp.status_code, resp.headers, body)
+        return Reply(resp.status_code, resp.headers, resp.content)
 
     def close(self) -> None:
         self.session.close()

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import responses
 from aiohttp import web
+from requests.structures import CaseInsensitiveDict
 
 from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.errors import FcConflictError, FcNotFoundError, FcServerError
@@ -79,7 +80,7 @@ def test_invoke_async_request_shape(rsps, fc) -> None:
     assert req.method == "POST"
     assert req.url == INVOKE + "?qualifier=LATEST"
     assert req.body == b'{"key":"value"}'
-    h = req.headers
+    h = CaseInsensitiveDict(req.headers)
     assert h["x-fc-invocation-type"] == "Async"
     assert h["x-fc-async-task-id"] == "task-001"
     assert h["x-fc-async-delay"] == "30"
@@ -180,7 +181,7 @@ def test_stop_async_task(rsps, fc) -> None:
     assert fc.stop_async_task("my-func", "t1") is None
     req = rsps.calls[0].request
     assert (req.method, req.url) == ("PUT", TASKS + "/t1/stop?qualifier=LATEST")
-    assert req.headers["content-length"] == "0"
+    assert CaseInsensitiveDict(req.headers)["content-length"] == "0"
 
 
 def test_list_follows_next_token_lazily_with_encoded_filters(rsps, fc) -> None:
@@ -396,3 +397,36 @@ async def test_async_first_attempt_409_and_errors(server: Server) -> None:
             await client.get_function("my-func")
     assert err.value.request_id == "r404"
     assert len(server.requests) == 2
+
+
+def test_sync_client_reuses_one_pooled_connection() -> None:
+    """Real sockets: the lean adapter must hand each connection back to the pool after reading the reply."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    connections: list[int] = []
+    body = json.dumps(task_json()).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with FcClient(f"http://127.0.0.1:{srv.server_port}", Credentials("ak", "sk")) as client:
+            for _ in range(20):
+                assert client.get_async_task("my-func", "t1").task_id == "t1"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert len(connections) == 1

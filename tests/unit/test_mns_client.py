@@ -113,7 +113,7 @@ def test_receive_batch_long_poll(rsps, mns) -> None:
     assert call.request.url == MSGS + "?numOfMessages=16&waitseconds=30"
     assert_signed("GET", call.request.url, call.request.headers)
     # the long poll gets a read timeout above its waitseconds
-    assert call.request.req_kwargs["timeout"][1] > 30
+    assert call.request.req_kwargs["timeout"].read_timeout > 30
 
 
 def test_single_receive_matches_vector_1_resource(rsps, mns) -> None:
