@@ -1,0 +1,387 @@
+"""Every FC 3.0 request and reply reading, without I/O: :class:`FcRequests` builds :class:`Op` values that
+the sync and the async client (``fc.py``) sign and send; the readers turn replies into models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from airflow_fc_async.core.credentials import Credentials
+from airflow_fc_async.core.endpoints import FC_ENDPOINTS, H
+from airflow_fc_async.core.errors import (
+    FcApiError,
+    FcConflictError,
+    FcNotFoundError,
+    FcResponseError,
+    FcValidationError,
+)
+from airflow_fc_async.core.http import (
+    BaseUrl,
+    Call,
+    Op,
+    Reply,
+    RetryPolicy,
+    parse_json,
+    request_id_of,
+)
+from airflow_fc_async.core.models import (
+    AsyncInvocation,
+    AsyncInvokeConfig,
+    AsyncTask,
+    TaskStatus,
+    to_epoch_ms,
+)
+from airflow_fc_async.core.signing import canonical_query, sign_fc_request
+from airflow_fc_async.core.validation import (
+    check_async_invoke_config,
+    check_delay,
+    check_function_name,
+    check_int_range,
+    check_page_limit,
+    check_qualifier,
+    check_statuses,
+    check_task_id,
+    check_time_range,
+    encode_payload,
+    new_task_id,
+)
+
+__all__ = ["FcRequests"]
+
+log = logging.getLogger(__name__)
+
+_JSON = "application/json"
+_FUNCTION_MISSING = frozenset({"FunctionNotFound", "AliasNotFound", "VersionNotFound", "ServiceNotFound"})
+
+
+@dataclass(frozen=True)
+class _ListPlan:
+    function_name: str
+    query: dict[str, str | None]
+    statuses: frozenset[TaskStatus] | None  # filtered here when FC cannot (several statuses)
+    limit: int | None
+    page_size: int
+
+
+@dataclass(frozen=True)
+class _Invoke:
+    op: Op[AsyncInvocation]
+    function_name: str
+    qualifier: str
+    task_id: str
+    body: bytes
+
+
+class FcRequests:
+    """Builds and reads every FC request; no I/O."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base = BaseUrl.parse(endpoint)
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retry = retry or RetryPolicy()
+
+    @property
+    def endpoint(self) -> str:
+        return self.base.url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.base.url!r}, access_key_id={self.credentials.access_key_id!r})"
+
+    def _sign(self, op: Op[Any]) -> Call:
+        query = op.query if isinstance(op.query, dict) else None
+        headers = sign_fc_request(
+            self.credentials,
+            method=op.method,
+            host=self.base.host,
+            path=op.path,
+            action=op.action,
+            query=query,
+            headers=op.headers,
+            body=op.body,
+        )
+        qs = canonical_query(query)
+        url = f"{self.base.url}{op.path}?{qs}" if qs else f"{self.base.url}{op.path}"
+        return Call(op.method, url, headers, op.body, op.action, op.read_timeout)
+
+    @staticmethod
+    def _op(
+        action: str,
+        parse: Any,
+        *,
+        query: dict[str, str | None] | None = None,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        recover: Any = None,
+        idempotent: bool = True,
+        **params: str,
+    ) -> Op[Any]:
+        ep = FC_ENDPOINTS[action]
+        hdrs = {H.ACCEPT: _JSON} if headers is None else headers
+        return Op(ep.action, ep.method, ep.path(**params), query, hdrs, body, parse, recover, idempotent)
+
+    # -- invoke --------------------------------------------------------------------------------------------
+    def _invoke_async_op(
+        self, function_name: str, payload: Any, qualifier: str, task_id: str | None, delay_seconds: int | None
+    ) -> _Invoke:
+        fn = check_function_name(function_name)
+        q = check_qualifier(qualifier)
+        tid = check_task_id(task_id) if task_id is not None else new_task_id()
+        body = encode_payload(payload)
+        headers = {
+            H.CONTENT_TYPE: "application/octet-stream",
+            H.FC_INVOCATION_TYPE: "Async",
+            H.FC_ASYNC_TASK_ID: tid,
+            H.FC_LOG_TYPE: "None",
+        }
+        if delay_seconds is not None:
+            headers[H.FC_ASYNC_DELAY] = str(check_delay(delay_seconds))
+
+        def parse(reply: Reply) -> AsyncInvocation:
+            return AsyncInvocation(task_id=tid, request_id=request_id_of(reply.headers))
+
+        op = self._op(
+            "InvokeFunction", parse, query={"qualifier": q}, body=body, headers=headers, function=fn
+        )
+        return _Invoke(op, fn, q, tid, body)
+
+    @staticmethod
+    def _first_conflict(inv: _Invoke, err: FcConflictError) -> FcConflictError:
+        return FcConflictError(
+            f"task id {inv.task_id!r} already used for {inv.function_name}: pick a new task id ({err.message})",
+            status=err.status,
+            code=err.code,
+            request_id=err.request_id,
+        )
+
+    @staticmethod
+    def _resolve_conflict(inv: _Invoke, err: FcConflictError, task: AsyncTask | None) -> AsyncInvocation:
+        """After a 409 on a retry: our own earlier attempt (same payload) is a success, anything else is not."""
+        if task is not None and _same_payload(task.payload, inv.body):
+            log.info(
+                "invoke of %s: task %s already accepted by an earlier attempt", inv.function_name, inv.task_id
+            )
+            return AsyncInvocation(task_id=inv.task_id, request_id=task.request_id)
+        why = "no task record found" if task is None else "it holds another payload"
+        raise FcConflictError(
+            f"task id {inv.task_id!r} already used for {inv.function_name} and not by this request ({why})",
+            status=err.status,
+            code=err.code,
+            request_id=err.request_id,
+        )
+
+    def _invoke_sync_op(self, function_name: str, payload: Any, qualifier: str) -> Op[bytes]:
+        headers = {
+            H.CONTENT_TYPE: "application/octet-stream",
+            H.FC_INVOCATION_TYPE: "Sync",
+            H.FC_LOG_TYPE: "None",
+        }
+        return self._op(
+            "InvokeFunction",
+            lambda r: r.body,
+            query={"qualifier": check_qualifier(qualifier)},
+            body=encode_payload(payload, limit=32 * 1024 * 1024),
+            headers=headers,
+            idempotent=False,
+            function=check_function_name(function_name),
+        )
+
+    # -- tasks ---------------------------------------------------------------------------------------------
+    def _get_task_op(self, function_name: str, task_id: str, qualifier: str) -> Op[AsyncTask]:
+        return self._op(
+            "GetAsyncTask",
+            _parse_task,
+            query={"qualifier": check_qualifier(qualifier)},
+            function=check_function_name(function_name),
+            task_id=check_task_id(task_id),
+        )
+
+    def _stop_task_op(self, function_name: str, task_id: str, qualifier: str) -> Op[None]:
+        return self._op(
+            "StopAsyncTask",
+            lambda r: None,
+            query={"qualifier": check_qualifier(qualifier)},
+            function=check_function_name(function_name),
+            task_id=check_task_id(task_id),
+        )
+
+    def _list_plan(
+        self,
+        function_name: str,
+        *,
+        qualifier: str | None,
+        prefix: str | None,
+        status: Any,
+        started_after: datetime | None,
+        started_before: datetime | None,
+        include_payload: bool,
+        newest_first: bool,
+        limit: int | None,
+        page_size: int,
+    ) -> _ListPlan:
+        fn = check_function_name(function_name)
+        check_page_limit(page_size)
+        if limit is not None:
+            check_int_range("limit", limit, 1, 10**9)
+        check_time_range(started_after, started_before)
+        if prefix is not None and not isinstance(prefix, str):
+            raise FcValidationError("prefix", f"must be a string, got {type(prefix).__name__}")
+        statuses = check_statuses(status) if status is not None else None
+        query: dict[str, str | None] = {
+            "qualifier": check_qualifier(qualifier) if qualifier is not None else None,
+            "prefix": prefix or None,
+            "status": statuses[0].value if statuses and len(statuses) == 1 else None,
+            "startedTimeBegin": str(to_epoch_ms(started_after)) if started_after else None,
+            "startedTimeEnd": str(to_epoch_ms(started_before)) if started_before else None,
+            "sortOrderByTime": "desc" if newest_first else "asc",
+            "includePayload": "true" if include_payload else None,
+        }
+        local = frozenset(statuses) if statuses and len(statuses) > 1 else None
+        return _ListPlan(fn, query, local, limit, page_size)
+
+    def _list_page_op(
+        self, plan: _ListPlan, token: str | None, taken: int
+    ) -> Op[tuple[list[AsyncTask], str | None]]:
+        size = plan.page_size
+        if plan.limit is not None and plan.statuses is None:
+            size = min(size, plan.limit - taken)
+        query = {**plan.query, "limit": str(size), "nextToken": token}
+        return self._op("ListAsyncTasks", _parse_task_page, query=query, function=plan.function_name)
+
+    @staticmethod
+    def _keep(plan: _ListPlan, task: AsyncTask) -> bool:
+        return plan.statuses is None or task.status in plan.statuses
+
+    # -- configs and functions -----------------------------------------------------------------------------
+    def _put_config_op(
+        self, function_name: str, config: AsyncInvokeConfig, qualifier: str
+    ) -> Op[AsyncInvokeConfig]:
+        check_async_invoke_config(config)
+        body = json.dumps(config.to_json(), separators=(",", ":")).encode("utf-8")
+
+        def parse(reply: Reply) -> AsyncInvokeConfig:
+            data = parse_json(reply)
+            return AsyncInvokeConfig.from_json(data) if data else config
+
+        headers = {H.ACCEPT: _JSON, H.CONTENT_TYPE: "application/json; charset=utf-8"}
+        return self._op(
+            "PutAsyncInvokeConfig",
+            parse,
+            query={"qualifier": check_qualifier(qualifier)},
+            body=body,
+            headers=headers,
+            function=check_function_name(function_name),
+        )
+
+    def _get_config_op(self, function_name: str, qualifier: str) -> Op[AsyncInvokeConfig | None]:
+        def recover(err: FcApiError, reply: Reply) -> None:
+            if isinstance(err, FcNotFoundError) and err.code not in _FUNCTION_MISSING:
+                return None
+            raise err
+
+        return self._op(
+            "GetAsyncInvokeConfig",
+            lambda r: AsyncInvokeConfig.from_json(_json_object(r)),
+            query={"qualifier": check_qualifier(qualifier)},
+            recover=recover,
+            function=check_function_name(function_name),
+        )
+
+    def _delete_config_op(self, function_name: str, qualifier: str) -> Op[None]:
+        return self._op(
+            "DeleteAsyncInvokeConfig",
+            lambda r: None,
+            query={"qualifier": check_qualifier(qualifier)},
+            function=check_function_name(function_name),
+        )
+
+    def _list_configs_op(
+        self, function_name: str | None, token: str | None
+    ) -> Op[tuple[list[AsyncInvokeConfig], str | None]]:
+        fn = check_function_name(function_name) if function_name is not None else None
+        query = {"functionName": fn, "limit": "100", "nextToken": token}
+        return self._op("ListAsyncInvokeConfigs", _parse_config_page, query=query)
+
+    def _get_function_op(self, function_name: str, qualifier: str | None) -> Op[dict[str, Any]]:
+        q = check_qualifier(qualifier) if qualifier is not None else None
+        return self._op(
+            "GetFunction", _json_object, query={"qualifier": q}, function=check_function_name(function_name)
+        )
+
+
+# -- reply readers (shared) ------------------------------------------------------------------------------------
+def _json_object(reply: Reply) -> dict[str, Any]:
+    data = parse_json(reply)
+    if not isinstance(data, dict):
+        raise FcResponseError(
+            f"HTTP {reply.status}: expected a JSON object, got {type(data).__name__}",
+            status=reply.status,
+            request_id=request_id_of(reply.headers),
+        )
+    return data
+
+
+def _parse_task(reply: Reply) -> AsyncTask:
+    try:
+        return AsyncTask.from_json(_json_object(reply))
+    except (ValueError, TypeError) as exc:
+        raise FcResponseError(
+            f"HTTP {reply.status}: not an async task: {exc}",
+            status=reply.status,
+            request_id=request_id_of(reply.headers),
+        ) from None
+
+
+def _page(reply: Reply, key: str) -> tuple[list[dict[str, Any]], str | None]:
+    data = _json_object(reply)
+    items = data.get(key) or data.get(key[:1].upper() + key[1:]) or []
+    if not isinstance(items, list):
+        raise FcResponseError(
+            f"HTTP {reply.status}: {key!r} is not a list",
+            status=reply.status,
+            request_id=request_id_of(reply.headers),
+        )
+    token = data.get("nextToken") or data.get("NextToken") or None
+    return [i for i in items if isinstance(i, dict)], (str(token) if token else None)
+
+
+def _parse_task_page(reply: Reply) -> tuple[list[AsyncTask], str | None]:
+    items, token = _page(reply, "tasks")
+    try:
+        return [AsyncTask.from_json(i) for i in items], token
+    except (ValueError, TypeError) as exc:
+        raise FcResponseError(
+            f"HTTP {reply.status}: bad task in page: {exc}",
+            status=reply.status,
+            request_id=request_id_of(reply.headers),
+        ) from None
+
+
+def _parse_config_page(reply: Reply) -> tuple[list[AsyncInvokeConfig], str | None]:
+    items, token = _page(reply, "configs")
+    return [AsyncInvokeConfig.from_json(i) for i in items], token
+
+
+def _same_payload(recorded: str | None, sent: bytes) -> bool:
+    """Whether a task's recorded payload is the body we sent (byte-equal, or equal as JSON)."""
+    recorded = recorded or ""
+    text = sent.decode("utf-8", "replace")
+    if recorded == text:
+        return True
+    try:
+        return bool(json.loads(recorded) == json.loads(text))
+    except ValueError:
+        return False
