@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit clean
+.PHONY: venv demo test lint typecheck unit reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,12 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
+
+# Long reliability runs: everything in tests/reliability_long/ (an explicit path is collected despite the
+# default --ignore), then every test marked slow anywhere (exit 5 = none collected is fine).
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q tests/reliability_long -m ''
+	$(BIN)/python -m pytest -q tests -m slow || test $$? -eq 5
 
 demo: $(STAMP)
 	$(BIN)/python example_dags/run_demo.py

@@ -1,0 +1,1 @@
+"""Reliability tests (issue 8): faults, lost responses, crashes, bad inputs, secrets."""

@@ -1,0 +1,1 @@
+"""Long reliability runs (`make reliability`); the default test run ignores this directory."""
