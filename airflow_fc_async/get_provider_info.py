@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["get_provider_info", "CONN_TYPE", "HOOK_NAME"]
+__all__ = ["CONN_TYPE", "HOOK_NAME", "get_provider_info"]
 
 CONN_TYPE = "alibaba_fc"
 HOOK_NAME = "Alibaba Cloud Function Compute"
