@@ -49,7 +49,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_REQUEST_ID_HEADERS = (H.FC_REQUEST_ID, H.MNS_REQUEST_ID, "x-acs-request-id")
+_REQUEST_ID_HEADERS = (H.FC_REQUEST_ID, H.MNS_REQUEST_ID, H.LOG_REQUEST_ID, "x-acs-request-id")
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
@@ -296,32 +296,38 @@ class RetryPolicy:
         backoff = min(self.max_delay, self.base_delay * 2 ** (attempt_number - 1))
         return random.uniform(backoff / 2, backoff) if self.jitter else backoff
 
-    def _kwargs(self, idempotent: bool, action: str) -> dict[str, Any]:
+    def log_retry(self, action: str, attempt_number: int, exc: BaseException | None, sleep: float) -> None:
+        log.warning(
+            "%s failed (%s); attempt %d of %d, retrying in %.2f s",
+            action,
+            exc,
+            attempt_number,
+            self.max_attempts,
+            sleep,
+        )
+
+    def _kwargs(self, idempotent: bool, action: str, done: int) -> dict[str, Any]:
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return self.delay(state.attempt_number, exc)
+            return self.delay(state.attempt_number + done, exc)
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "%s failed (%s); attempt %d of %d, retrying in %.2f s",
-                action,
-                exc,
-                state.attempt_number,
-                self.max_attempts,
-                state.upcoming_sleep,
-            )
+            self.log_retry(action, state.attempt_number + done, exc, state.upcoming_sleep)
 
         return {
-            "stop": stop_after_attempt(self.max_attempts),
+            "stop": stop_after_attempt(self.max_attempts - done),
             "wait": wait,
             "retry": retry_if_exception(lambda e: self.should_retry(e, idempotent=idempotent)),
             "before_sleep": before_sleep,
             "reraise": True,
         }
 
-    def retrying(self, *, idempotent: bool = True, action: str = "request") -> Retrying:
-        return Retrying(**self._kwargs(idempotent, action))
+    def retrying(self, *, idempotent: bool = True, action: str = "request", done: int = 0) -> Retrying:
+        """Attempts after the ``done`` already made (and waited for) by the caller."""
+        return Retrying(**self._kwargs(idempotent, action, done))
 
-    def async_retrying(self, *, idempotent: bool = True, action: str = "request") -> AsyncRetrying:
-        return AsyncRetrying(**self._kwargs(idempotent, action))
+    def async_retrying(
+        self, *, idempotent: bool = True, action: str = "request", done: int = 0
+    ) -> AsyncRetrying:
+        return AsyncRetrying(**self._kwargs(idempotent, action, done))
