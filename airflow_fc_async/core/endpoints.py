@@ -1,4 +1,4 @@
-"""Every FC 3.0 and MNS path and header name, once. Clients build requests from these; the emulator routes by them."""
+"""Every FC 3.0, MNS and SLS path and header name, once. Clients build requests from these; the emulator routes by them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ __all__ = [
     "FC_ENDPOINTS",
     "MNS_API_VERSION",
     "MNS_ENDPOINTS",
+    "SLS_API_VERSION",
+    "SLS_ENDPOINTS",
     "Endpoint",
     "H",
     "console_task_url",
@@ -20,10 +22,13 @@ __all__ = [
     "mns_host",
     "mns_queue_arn",
     "parse_mns_queue_arn",
+    "sls_host",
+    "sls_project_address",
 ]
 
 FC_API_VERSION = "2023-03-30"
 MNS_API_VERSION = "2015-06-06"
+SLS_API_VERSION = "0.6.0"
 
 
 class H:
@@ -49,6 +54,14 @@ class H:
     MNS_VERSION = "x-mns-version"
     MNS_REQUEST_ID = "x-mns-request-id"
     MNS_SECURITY_TOKEN = "security-token"
+    CONTENT_LENGTH = "content-length"
+    LOG_API_VERSION = "x-log-apiversion"
+    LOG_SIGNATURE_METHOD = "x-log-signaturemethod"
+    LOG_BODY_RAW_SIZE = "x-log-bodyrawsize"
+    LOG_REQUEST_ID = "x-log-requestid"
+    LOG_PROGRESS = "x-log-progress"
+    LOG_COUNT = "x-log-count"
+    LOG_PROCESSED_ROWS = "x-log-processed-rows"
 
 
 @dataclass(frozen=True)
@@ -100,12 +113,41 @@ MNS_ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
+SLS_ENDPOINTS: dict[str, Endpoint] = {
+    e.action: e
+    for e in (
+        # GetLogs v1: no body, a JSON array back (sls-logs.md); the project is addressed by the Host header.
+        Endpoint("GetLogs", "GET", "/logstores/{logstore}"),
+    )
+}
+
+
 def fc_host(account_id: str, region: str) -> str:
     return f"{account_id}.{region}.fc.aliyuncs.com"
 
 
 def mns_host(account_id: str, region: str) -> str:
     return f"{account_id}.mns.{region}.aliyuncs.com"
+
+
+def sls_host(region: str) -> str:
+    """The region's SLS endpoint host; a project is addressed as ``{project}.{this}``."""
+    return f"{region}.log.aliyuncs.com"
+
+
+def sls_project_address(scheme: str, host: str, project: str) -> tuple[str, str]:
+    """``(base URL to connect to, Host header)`` of an SLS project behind the endpoint ``scheme://host``.
+
+    The Host header is always ``{project}.{host}`` (the server finds the project there). On an Alibaba Cloud
+    domain the project is also the host connected to, as the official SDKs do; any other endpoint (an IP
+    address, ``localhost``, the emulator, a proxy) is connected to as given, with the project only in the
+    Host header: the official SDKs' style for IP endpoints, which needs no DNS entry per project.
+    """
+    project_host = f"{project}.{host}"
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if hostname.endswith(".aliyuncs.com"):
+        return f"{scheme}://{project_host}", project_host
+    return f"{scheme}://{host}", project_host
 
 
 def function_arn(region: str, account_id: str, function_name: str) -> str:

@@ -1,4 +1,4 @@
-"""One exception hierarchy for FC and MNS.
+"""One exception hierarchy for FC, MNS and SLS.
 
 ::
 
@@ -12,7 +12,7 @@
         +-- FcAuthError              403 (and 401)
         +-- FcNotFoundError          404
         +-- FcConflictError          409
-        +-- FcThrottledError         429: retryable
+        +-- FcThrottledError         429 (and SLS 403 ReadQuotaExceed): retryable
         +-- FcServerError            5xx: retryable
 """
 
@@ -116,11 +116,18 @@ class FcConflictError(FcApiError):
 
 
 class FcThrottledError(FcApiError):
-    pass
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return True  # whatever the status: SLS answers 403 ReadQuotaExceed
 
 
 class FcServerError(FcApiError):
     pass
+
+
+_THROTTLE_CODES = frozenset(
+    {"ResourceExhausted", "Throttling", "QpsLimitExceeded", "ReadQuotaExceed", "ShardReadQuotaExceed"}
+)
 
 
 def api_error(
@@ -134,13 +141,15 @@ def api_error(
     cls: type[FcApiError]
     if code == "EntityTooLarge" or status == 413:
         cls = FcPayloadTooLargeError
+    elif code in _THROTTLE_CODES:  # before the 403 rule: SLS throttles with 403 ReadQuotaExceed
+        cls = FcThrottledError
     elif status in (401, 403):
         cls = FcAuthError
     elif status == 404:
         cls = FcNotFoundError
     elif status == 409:
         cls = FcConflictError
-    elif status == 429 or code in ("ResourceExhausted", "Throttling", "QpsLimitExceeded"):
+    elif status == 429:
         cls = FcThrottledError
     elif status >= 500:
         cls = FcServerError

@@ -1,4 +1,4 @@
-"""Request signing: ACS3-HMAC-SHA256 (FC 3.0) and MNS HMAC-SHA1.
+"""Request signing: ACS3-HMAC-SHA256 (FC 3.0), MNS HMAC-SHA1 and SLS (Log Service) v1 HMAC-SHA1.
 
 Hand-written on purpose (no SDK dependency) and proven byte for byte against the official SDKs' vectors in the
 tests. Both sides use these functions: clients to sign, the emulator to verify.
@@ -16,7 +16,7 @@ from email.utils import formatdate
 from urllib.parse import quote
 
 from airflow_fc_async.core.credentials import Credentials
-from airflow_fc_async.core.endpoints import FC_API_VERSION, MNS_API_VERSION, H
+from airflow_fc_async.core.endpoints import FC_API_VERSION, MNS_API_VERSION, SLS_API_VERSION, H
 
 __all__ = [
     "ACS3_ALGORITHM",
@@ -34,8 +34,13 @@ __all__ = [
     "mns_string_to_sign",
     "parse_fc_authorization",
     "parse_mns_authorization",
+    "parse_sls_authorization",
     "sign_fc_request",
     "sign_mns_request",
+    "sign_sls_request",
+    "sls_resource",
+    "sls_signature",
+    "sls_string_to_sign",
 ]
 
 ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
@@ -198,4 +203,80 @@ def sign_mns_request(
     out[H.AUTHORIZATION] = f"MNS {credentials.access_key_id}:{signature}"
     if credentials.security_token:
         out[H.MNS_SECURITY_TOKEN] = credentials.security_token
+    return out
+
+
+def sls_resource(path: str, params: Mapping[str, str] | None) -> str:
+    """SLS CanonicalizedResource: the path, then ``?`` and ``k=v`` sorted by key, values raw (not encoded)."""
+    if not params:
+        return path
+    return path + "?" + "&".join(f"{k}={params[k]}" for k in sorted(params))
+
+
+def sls_string_to_sign(
+    method: str, path: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
+) -> str:
+    """METHOD, Content-MD5, Content-Type, Date, the sorted ``x-log-*`` (not ``x-log-meta-*``) and ``x-acs-*``
+    headers as ``name:value``, then the canonical resource (sls-logs.md, "Signature v1")."""
+    lowered = {k.lower(): str(v) for k, v in headers.items()}
+    signed = sorted(
+        k
+        for k in lowered
+        if (k.startswith("x-log-") and not k.startswith("x-log-meta-")) or k.startswith("x-acs-")
+    )
+    canon = "".join(f"{k}:{lowered[k]}\n" for k in signed)
+    return "\n".join(
+        [
+            method.upper(),
+            lowered.get("content-md5", ""),
+            lowered.get(H.CONTENT_TYPE, ""),
+            lowered.get(H.DATE, ""),
+            canon + sls_resource(path, params),
+        ]
+    )
+
+
+def sls_signature(secret: str, string_to_sign: str) -> str:
+    digest = hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def parse_sls_authorization(value: str) -> tuple[str, str] | None:
+    """``(access key id, signature)`` of a ``LOG id:sig`` Authorization header, or None."""
+    scheme, _, rest = value.strip().partition(" ")
+    key_id, sep, signature = rest.rpartition(":")
+    if scheme != "LOG" or not sep or not key_id:
+        return None
+    return key_id, signature
+
+
+def sign_sls_request(
+    credentials: Credentials,
+    *,
+    method: str,
+    host: str,
+    path: str,
+    params: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    date: str | None = None,
+) -> dict[str, str]:
+    """Every header of a body-less SLS request (GetLogs v1), Authorization included.
+
+    ``host`` is the Host header (``{project}.{endpoint host}``); ``params`` the query as sent, before encoding.
+    No Content-Type or Content-MD5 without a body, and no ``x-log-date`` (sls-logs.md).
+    """
+    out: dict[str, str] = {
+        H.HOST: host,
+        H.DATE: date or http_date(),
+        H.CONTENT_LENGTH: str(len(body)),
+        H.LOG_API_VERSION: SLS_API_VERSION,
+        H.LOG_SIGNATURE_METHOD: "hmac-sha1",
+        H.LOG_BODY_RAW_SIZE: str(len(body)),
+    }
+    if body:
+        out["content-md5"] = hashlib.md5(body).hexdigest().upper()
+    if credentials.security_token:
+        out[H.ACS_SECURITY_TOKEN] = credentials.security_token
+    signature = sls_signature(credentials.access_key_secret, sls_string_to_sign(method, path, params, out))
+    out[H.AUTHORIZATION] = f"LOG {credentials.access_key_id}:{signature}"
     return out
