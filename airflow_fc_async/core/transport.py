@@ -211,6 +211,9 @@ class AsyncTransport:
                 url,
                 headers=call.headers,
                 data=call.body or None,
+                # aiohttp adds "Content-Type: application/octet-stream" to a body-less PUT/POST: an unsigned
+                # header that MNS (and the emulator) reject with SignatureDoesNotMatch.
+                skip_auto_headers=() if call.body else ("Content-Type",),
                 timeout=timeout,
                 proxy=self._proxies.get(url.scheme),
                 allow_redirects=False,
