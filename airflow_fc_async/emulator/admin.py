@@ -12,6 +12,7 @@ from airflow_fc_async.emulator.config import (
     FunctionSpec,
     async_config_from_json,
     destination_queues,
+    log_config_from_json,
 )
 from airflow_fc_async.emulator.settings import ADMIN_PREFIX
 from airflow_fc_async.emulator.wire import Request, Response
@@ -53,6 +54,9 @@ def spec_from_json(raw: dict[str, Any], workdir: Path) -> FunctionSpec:
             for k, v in (raw.get("environment") or raw.get("environmentVariables") or {}).items()
         },
         description=str(raw.get("description", "")),
+    )
+    spec.log_config = log_config_from_json(
+        raw.get("log_config", raw.get("logConfig")), "deploy", "cn-hangzhou"
     )
     cfg = raw.get("async_invoke_config", raw.get("asyncInvokeConfig"))
     if cfg is not None:

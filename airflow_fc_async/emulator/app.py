@@ -20,6 +20,7 @@ from airflow_fc_async.emulator.runtime import Runtime
 from airflow_fc_async.emulator.scheduler import Scheduler
 from airflow_fc_async.emulator.server import HttpServer, Router
 from airflow_fc_async.emulator.settings import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Settings
+from airflow_fc_async.emulator.sls_api import LogStore, SlsApi
 from airflow_fc_async.emulator.wire import ApiError
 
 __all__ = ["Emulator"]
@@ -65,6 +66,9 @@ class Emulator:
             self._admin,
             lambda: self.endpoint,
         )
+        self.log_store = LogStore()
+        self.scheduler.log_sink = self.log_store.append
+        self.router.sls = SlsApi(self.log_store, self._log_configs, self.scheduler.ship_logs)
         self._server: HttpServer | None = None
         self._thread: threading.Thread | None = None
         for path in configs:
@@ -209,6 +213,15 @@ class Emulator:
     def logs(self, request_id: str) -> str:
         """Everything the function printed (stdout and stderr) for one request id, across attempts."""
         return self.scheduler.logs(request_id)
+
+    def _log_configs(self) -> list[tuple[str, str]]:
+        """The (project, logstore) pairs the deployed functions' logConfig name: what GetLogs serves."""
+        pairs = []
+        for name in self.scheduler.function_names():
+            config = self.scheduler.function(name).spec.log_config
+            if config:
+                pairs.append((config["project"], config["logstore"]))
+        return pairs
 
     # -- destinations ---------------------------------------------------------------------------------------
     def _queue_url(self, name: str) -> str:

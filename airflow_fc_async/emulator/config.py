@@ -23,6 +23,7 @@ __all__ = [
     "async_config_from_json",
     "destination_queues",
     "load_config",
+    "log_config_from_json",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,13 @@ _USED = {
     "asyncInvokeConfig",
     "description",
     "region",
+    "logConfig",
 }
 _IGNORED = {
     "internetAccess",
     "role",
     "cpu",
     "diskSize",
-    "logConfig",
     "vpcConfig",
     "nasConfig",
     "ossMountConfig",
@@ -125,6 +126,8 @@ class FunctionSpec:
     description: str = ""
     async_config: AsyncConfigSpec | None = None
     async_qualifier: str = "LATEST"
+    log_config: dict[str, Any] | None = None
+    """FC 3.0's ``logConfig`` as GetFunction returns it (project, logstore, ...); None: no logs shipped."""
 
 
 def _where(source: str, key: str) -> str:
@@ -179,6 +182,26 @@ def async_config_from_json(raw: Any, source: str, prefix: str = "asyncInvokeConf
     return spec
 
 
+def log_config_from_json(raw: Any, source: str, region: str, key: str = "logConfig") -> dict[str, Any] | None:
+    """An fc3 ``logConfig``: a mapping with ``project`` and ``logstore``, or ``auto`` (the names FC picks)."""
+    if raw is None:
+        return None
+    if raw == "auto":  # GUESS: the names Serverless Devs creates for logConfig: auto
+        raw = {"project": f"serverless-{region}-emulator", "logstore": "default-logs"}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{_where(source, key)} must be a mapping (project, logstore) or 'auto'")
+    for name in ("project", "logstore"):
+        if not isinstance(raw.get(name), str) or not raw[name] or "/" in raw[name]:
+            raise ConfigError(f"{_where(source, key + '.' + name)} is required (a name)")
+    return {
+        "project": raw["project"],
+        "logstore": raw["logstore"],
+        "enableRequestMetrics": bool(raw.get("enableRequestMetrics", True)),
+        "enableInstanceMetrics": bool(raw.get("enableInstanceMetrics", False)),
+        "logBeginRule": str(raw.get("logBeginRule") or "None"),
+    }
+
+
 def _function(name: str, props: Any, path: Path) -> FunctionSpec:
     source = str(path)
     where = f"resources.{name}.props"
@@ -222,6 +245,9 @@ def _function(name: str, props: Any, path: Path) -> FunctionSpec:
         raw = props["asyncInvokeConfig"]
         spec.async_config = async_config_from_json(raw, source, where + ".asyncInvokeConfig")
         spec.async_qualifier = str(raw.get("qualifier") or "LATEST")
+    spec.log_config = log_config_from_json(
+        props.get("logConfig"), source, str(props.get("region") or "cn-hangzhou"), where + ".logConfig"
+    )
     return spec
 
 

@@ -222,6 +222,8 @@ class FcApi:
             "createdTime": fn.created,
             "lastModifiedTime": fn.created,
         }
+        if spec.log_config:
+            body["logConfig"] = dict(spec.log_config)
         return json_response(200, body, request.request_id)
 
 

@@ -34,6 +34,18 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[str, str], str | None]
 """``deliver(destination_arn, body) -> None`` on success or an error text."""
 
+LogSink = Callable[[FunctionSpec, str, str, str], None]
+"""``sink(spec, request_id, instance_id, line)``: one log line of a function with a ``logConfig`` (SLS rows)."""
+
+
+@dataclass
+class _Shipping:
+    """A running attempt whose output is being shipped line by line: how much of its log file went out."""
+
+    spec: FunctionSpec
+    instance: str
+    sent: int = 0
+
 
 @dataclass
 class _Function:
@@ -61,6 +73,8 @@ class Scheduler:
         self._closed = False
         self._logs: dict[str, list[str]] = {}
         self.executions: Counter[str] = Counter()
+        self.log_sink: LogSink | None = None
+        self._shipping: dict[str, _Shipping] = {}
 
     # -- functions and configs ------------------------------------------------------------------------------
     def deploy(self, spec: FunctionSpec) -> None:
@@ -215,6 +229,45 @@ class Scheduler:
         live = self.runtime.live_log(request_id)
         return done + (f"FC Invoke Start RequestId: {request_id}\n{live}" if live else "")
 
+    def ship_logs(self) -> None:
+        """Hand the complete lines running attempts printed since the last call to the log sink (GetLogs calls
+        this first, so a reader sees lines while the function runs; each line goes out once)."""
+        with self._lock:
+            running = list(self._shipping.items())
+        for request_id, shipping in running:
+            self._ship(request_id, shipping, self.runtime.live_log(request_id), final=False)
+
+    def _ship(self, request_id: str, shipping: _Shipping, text: str, *, final: bool) -> None:
+        sink = self.log_sink
+        with self._lock:  # the offset moves and the lines go out under the lock: order kept, none twice
+            new = text[shipping.sent :]
+            if not final:
+                new = new[: new.rfind("\n") + 1]
+            shipping.sent += len(new)
+            if sink is not None:
+                for line in new.splitlines():
+                    sink(shipping.spec, request_id, shipping.instance, line)
+
+    def _ship_start(self, spec: FunctionSpec, request_id: str, instance: str) -> _Shipping | None:
+        if self.log_sink is None or spec.log_config is None:
+            return None
+        shipping = _Shipping(spec, instance)
+        self.log_sink(spec, request_id, instance, f"FC Invoke Start RequestId: {request_id}")
+        with self._lock:
+            self._shipping[request_id] = shipping
+        return shipping
+
+    def _ship_end(self, request_id: str, shipping: _Shipping | None, result: AttemptResult) -> None:
+        if shipping is None or self.log_sink is None:
+            return
+        end = f"FC Invoke End RequestId: {request_id}"
+        if not result.ok and result.kind != "killed":
+            end += f", Error: {result.error.get('errorMessage') or result.kind}"
+        with self._lock:
+            self._shipping.pop(request_id, None)
+            self._ship(request_id, shipping, result.logs, final=True)
+            self.log_sink(shipping.spec, request_id, shipping.instance, end)
+
     def _log(self, request_id: str, text: str) -> None:
         with self._lock:
             self._logs.setdefault(request_id, []).append(
@@ -286,9 +339,11 @@ class Scheduler:
             self.executions[task.task_id] += 1
             task.event(TaskStatus.RUNNING, f"Function invoked on instance {instance}")
             attempt = task.attempt
+        shipping = self._ship_start(fn.spec, task.request_id, instance)
         result = self.runtime.run(
             self._meta(fn, task.request_id, instance, task.retried), task.payload, fn.spec.timeout, attempt
         )
+        self._ship_end(task.request_id, shipping, result)
         self._log(task.request_id, result.logs)
         retry = False
         with self._lock:

@@ -18,13 +18,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from airflow_fc_async.core.endpoints import FC_API_VERSION, FC_ENDPOINTS, MNS_ENDPOINTS
+from airflow_fc_async.core.endpoints import FC_API_VERSION, FC_ENDPOINTS, MNS_ENDPOINTS, SLS_ENDPOINTS
 from airflow_fc_async.core.signing import http_date
 from airflow_fc_async.emulator.auth import check_fc, check_mns
 from airflow_fc_async.emulator.faults import Faults, RequestStats
 from airflow_fc_async.emulator.fc_api import FcApi
 from airflow_fc_async.emulator.mns_api import MnsApi, mns_action, mns_error
 from airflow_fc_async.emulator.settings import ADMIN_PREFIX, Settings
+from airflow_fc_async.emulator.sls_api import SlsApi, check_sls, sls_error
 from airflow_fc_async.emulator.wire import ApiError, Request, Response, fc_error, parse_query
 
 __all__ = ["RESET", "HttpServer", "Router"]
@@ -36,7 +37,10 @@ RESET = Response(-1)
 
 _FC_ROUTES = [(e, e.pattern()) for e in FC_ENDPOINTS.values()]
 _MNS_ROUTES = [(e, e.pattern()) for e in MNS_ENDPOINTS.values()]
+_SLS_ROUTES = [(e, e.pattern()) for e in SLS_ENDPOINTS.values()]
 _FC_PREFIX = f"/{FC_API_VERSION}/"
+_SLS_PREFIX = "/logstores/"
+_SLS_ERROR_CODES = {429: "ReadQuotaExceed", 500: "InternalServerError", 503: "ServiceUnavailable"}
 _ERROR_CODES = {429: "ResourceExhausted", 500: "InternalServerError", 503: "ResourceThrottled"}
 _MNS_ERROR_CODES = {429: "QpsLimitExceeded", 500: "InternalError", 503: "ServiceUnavailable"}
 
@@ -59,18 +63,25 @@ class Router:
         self.faults = Faults()
         self.stats = RequestStats()
         self._host_id = host_id
+        self.sls: SlsApi | None = None  # set by the Emulator: GetLogs for the functions' logConfig
 
     def handle(self, request: Request) -> Response:
         if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
             return self.admin(request)
         is_fc = request.path.startswith(_FC_PREFIX)
+        is_sls = not is_fc and request.path.startswith(_SLS_PREFIX)
 
         def render(err: ApiError) -> Response:
+            if is_sls:
+                return sls_error(err, request.request_id)
             return fc_error(err, request.request_id) if is_fc else mns_error(err, request, self._host_id())
 
         try:
             request.query = parse_query(request.raw_query)
-            self._route(request, is_fc)
+            if is_sls:
+                self._route_sls(request)
+            else:
+                self._route(request, is_fc)
         except ApiError as err:
             self.stats.count("Unknown", request.method, request.path)
             return render(err)
@@ -82,14 +93,18 @@ class Router:
             return RESET
         if fault.kind in ("429", "500", "503"):
             status = int(fault.kind)
-            codes = _ERROR_CODES if is_fc else _MNS_ERROR_CODES
+            codes = _SLS_ERROR_CODES if is_sls else _ERROR_CODES if is_fc else _MNS_ERROR_CODES
             headers = {"x-acs-retry-after": str(int(fault.retry_after * 1000))} if fault.retry_after else {}
             response = render(ApiError(status, codes[status], "injected fault", headers))
             self.stats.status(request.action, status)
             return response
         try:
-            (check_fc if is_fc else check_mns)(request, self.settings)
-            response = (self.fc if is_fc else self.mns).handle(request)
+            if is_sls and self.sls is not None:
+                check_sls(request, self.settings)
+                response = self.sls.handle(request)
+            else:
+                (check_fc if is_fc else check_mns)(request, self.settings)
+                response = (self.fc if is_fc else self.mns).handle(request)
         except ApiError as err:
             response = render(err)
         except Exception as exc:  # a bug: answer 500 and keep serving
@@ -99,6 +114,17 @@ class Router:
             )
         self.stats.status(request.action, response.status)
         return RESET if fault.kind == "reset_after" else response
+
+    def _route_sls(self, request: Request) -> None:
+        for endpoint, pattern in _SLS_ROUTES:
+            m = pattern.match(request.path)
+            if m and endpoint.method == request.method and self.sls is not None:
+                request.action = endpoint.action
+                request.params = {k: unquote(v) for k, v in m.groupdict().items()}
+                return
+        raise ApiError(
+            404, "ParameterInvalid", f"{request.method} {request.path} is not served (GetLogs v1 only)"
+        )
 
     def _route(self, request: Request, is_fc: bool) -> None:
         if is_fc:

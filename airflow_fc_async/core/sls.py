@@ -1,0 +1,358 @@
+"""Log Service (SLS) GetLogs v1 clients: :class:`SlsClient` (requests) and :class:`AsyncSlsClient` (aiohttp).
+
+Both inherit the request building and the reply reading from :class:`SlsRequests` (no I/O) and send through
+``core/transport.py``, like the FC and MNS clients: one retry policy, one error hierarchy. A reply marked
+``x-log-progress: Incomplete`` is asked again (a few times, with a short pause); :meth:`SlsClient.iter_logs`
+follows pages (``offset`` += rows) until a page is shorter than ``line``.
+
+The project is addressed by the Host header ``{project}.{endpoint host}`` (``endpoints.sls_project_address``),
+so an endpoint override (the emulator) needs no DNS entry per project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from airflow_fc_async.core.credentials import Credentials
+from airflow_fc_async.core.endpoints import SLS_ENDPOINTS, H, sls_project_address
+from airflow_fc_async.core.errors import FcResponseError, FcValidationError
+from airflow_fc_async.core.http import BaseUrl, Call, Op, Reply, RetryPolicy, parse_json, request_id_of
+from airflow_fc_async.core.signing import canonical_query, sign_sls_request
+from airflow_fc_async.core.transport import AsyncTransport, SyncTransport, run_async, run_sync
+
+__all__ = ["AsyncSlsClient", "LogPage", "SlsClient", "SlsRequests"]
+
+MAX_LINE = 100
+_INCOMPLETE_ATTEMPTS = 5
+_INCOMPLETE_PAUSE = 0.5
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One GetLogs reply: the rows (maps of strings), whether SLS says the result is complete, its request id."""
+
+    rows: list[dict[str, str]]
+    complete: bool
+    count: int
+    processed_rows: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _GetLogs:
+    op: Op[LogPage]
+    project: str
+
+
+class SlsRequests:
+    """Builds and reads GetLogs requests; no I/O.
+
+    :param endpoint: ``scheme://host[:port]`` of the region's endpoint (``https://{region}.log.aliyuncs.com``)
+        or an override.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        incomplete_attempts: int = _INCOMPLETE_ATTEMPTS,
+        incomplete_pause: float = _INCOMPLETE_PAUSE,
+    ) -> None:
+        self.base = BaseUrl.parse(endpoint, "sls_endpoint")
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retry = retry or RetryPolicy()
+        self.incomplete_attempts = max(1, incomplete_attempts)
+        self.incomplete_pause = incomplete_pause
+
+    @property
+    def endpoint(self) -> str:
+        return self.base.url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.base.url!r}, access_key_id={self.credentials.access_key_id!r})"
+
+    def _get_logs_op(
+        self,
+        project: str,
+        logstore: str,
+        from_time: int,
+        to_time: int,
+        *,
+        query: str = "",
+        topic: str | None = None,
+        line: int = MAX_LINE,
+        offset: int = 0,
+        reverse: bool = False,
+    ) -> _GetLogs:
+        for name, value in (("project", project), ("logstore", logstore)):
+            if not isinstance(value, str) or not value.strip() or "/" in value:
+                raise FcValidationError(name, f"must be a non-empty name without '/', got {value!r}")
+        if int(from_time) >= int(to_time):
+            raise FcValidationError("from_time", f"must be before to_time ({from_time} >= {to_time})")
+        if not 0 <= int(line) <= MAX_LINE:
+            raise FcValidationError("line", f"must be between 0 and {MAX_LINE}, got {line}")
+        if int(offset) < 0:
+            raise FcValidationError("offset", f"must be >= 0, got {offset}")
+        params: dict[str, str] = {
+            "type": "log",
+            "from": str(int(from_time)),
+            "to": str(int(to_time)),
+            "line": str(int(line)),
+            "offset": str(int(offset)),
+            "reverse": "true" if reverse else "false",
+            "query": query,
+        }
+        if topic is not None:
+            params["topic"] = topic
+        endpoint = SLS_ENDPOINTS["GetLogs"]
+        op: Op[LogPage] = Op(
+            action=endpoint.action,
+            method=endpoint.method,
+            path=endpoint.path(logstore=logstore),
+            query=params,
+            headers={},
+            body=b"",
+            parse=_parse_page,
+        )
+        return _GetLogs(op, project)
+
+    def _signer(self, project: str) -> Any:
+        url_base, host = sls_project_address(self.base.scheme, self.base.host, project)
+
+        def sign(op: Op[Any]) -> Call:
+            params = dict(op.query) if isinstance(op.query, Mapping) else {}
+            clean = {k: v for k, v in params.items() if v is not None}
+            headers = sign_sls_request(
+                self.credentials, method=op.method, host=host, path=op.path, params=clean
+            )
+            qs = canonical_query(clean)
+            return Call(op.method, f"{url_base}{op.path}?{qs}", headers, op.body, op.action, op.read_timeout)
+
+        return sign
+
+
+def _parse_page(reply: Reply) -> LogPage:
+    data = parse_json(reply)
+    request_id = request_id_of(reply.headers)
+    if not isinstance(data, list) or not all(isinstance(row, Mapping) for row in data):
+        raise FcResponseError(
+            f"GetLogs: expected a JSON array of rows, got {type(data).__name__}",
+            status=reply.status,
+            request_id=request_id,
+        )
+    rows = [{str(k): "" if v is None else str(v) for k, v in row.items()} for row in data]
+    progress = (reply.headers.get(H.LOG_PROGRESS) or "Complete").strip()
+    processed = reply.headers.get(H.LOG_PROCESSED_ROWS)
+    return LogPage(
+        rows=rows,
+        complete=progress.lower() != "incomplete",
+        count=_int(reply.headers.get(H.LOG_COUNT), len(rows)),
+        processed_rows=_int(processed, 0) if processed is not None else None,
+        request_id=request_id,
+    )
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+class SlsClient(SlsRequests):
+    """Synchronous GetLogs client over one pooled ``requests`` session; :meth:`close` when done."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        proxies: dict[str, str] | None = None,
+        verify: bool | str = True,
+        pool_size: int = 4,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            endpoint,
+            credentials,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=retry,
+            **options,
+        )
+        self._transport = SyncTransport(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            proxies=proxies,
+            verify=verify,
+            pool_size=pool_size,
+        )
+
+    def get_logs(
+        self,
+        project: str,
+        logstore: str,
+        from_time: int,
+        to_time: int,
+        *,
+        query: str = "",
+        topic: str | None = None,
+        line: int = MAX_LINE,
+        offset: int = 0,
+        reverse: bool = False,
+    ) -> LogPage:
+        """One page; an ``Incomplete`` answer is asked again (up to ``incomplete_attempts`` times)."""
+        req = self._get_logs_op(
+            project, logstore, from_time, to_time, query=query, topic=topic, line=line, offset=offset,
+            reverse=reverse,
+        )  # fmt: skip
+        sign = self._signer(req.project)
+        for attempt in range(1, self.incomplete_attempts + 1):
+            page: LogPage = run_sync(req.op, sign, self._transport, self.retry)
+            if page.complete or attempt == self.incomplete_attempts:
+                return page
+            time.sleep(self.incomplete_pause * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def iter_logs(
+        self,
+        project: str,
+        logstore: str,
+        from_time: int,
+        to_time: int,
+        *,
+        query: str = "",
+        topic: str | None = None,
+        offset: int = 0,
+        max_rows: int | None = None,
+    ) -> Iterator[dict[str, str]]:
+        """Rows oldest first, page after page until a page is short (or ``max_rows`` rows came)."""
+        taken = 0
+        while max_rows is None or taken < max_rows:
+            page = self.get_logs(
+                project, logstore, from_time, to_time, query=query, topic=topic, offset=offset + taken
+            )
+            for row in page.rows:
+                yield row
+                taken += 1
+                if max_rows is not None and taken >= max_rows:
+                    return
+            if len(page.rows) < MAX_LINE:
+                return
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncSlsClient(SlsRequests):
+    """The asyncio twin of :class:`SlsClient` (same method names, awaited); :meth:`aclose` when done."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        proxies: dict[str, str] | None = None,
+        verify: bool = True,
+        pool_size: int = 4,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            endpoint,
+            credentials,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=retry,
+            **options,
+        )
+        self._transport = AsyncTransport(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            proxies=proxies,
+            verify=verify,
+            pool_size=pool_size,
+        )
+
+    async def get_logs(
+        self,
+        project: str,
+        logstore: str,
+        from_time: int,
+        to_time: int,
+        *,
+        query: str = "",
+        topic: str | None = None,
+        line: int = MAX_LINE,
+        offset: int = 0,
+        reverse: bool = False,
+    ) -> LogPage:
+        req = self._get_logs_op(
+            project, logstore, from_time, to_time, query=query, topic=topic, line=line, offset=offset,
+            reverse=reverse,
+        )  # fmt: skip
+        sign = self._signer(req.project)
+        for attempt in range(1, self.incomplete_attempts + 1):
+            page: LogPage = await run_async(req.op, sign, self._transport, self.retry)
+            if page.complete or attempt == self.incomplete_attempts:
+                return page
+            await asyncio.sleep(self.incomplete_pause * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def iter_logs(
+        self,
+        project: str,
+        logstore: str,
+        from_time: int,
+        to_time: int,
+        *,
+        query: str = "",
+        topic: str | None = None,
+        offset: int = 0,
+        max_rows: int | None = None,
+    ) -> AsyncIterator[dict[str, str]]:
+        taken = 0
+        while max_rows is None or taken < max_rows:
+            page = await self.get_logs(
+                project, logstore, from_time, to_time, query=query, topic=topic, offset=offset + taken
+            )
+            for row in page.rows:
+                yield row
+                taken += 1
+                if max_rows is not None and taken >= max_rows:
+                    return
+            if len(page.rows) < MAX_LINE:
+                return
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
