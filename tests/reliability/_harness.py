@@ -25,14 +25,14 @@ from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 
 RUN_ID = "manual__2024-01-01T00:00:00+00:00"
 
-ECHO_SOURCE = '''
+ECHO_SOURCE = """
 import json, time
 
 def handler(event, context):
     spec = json.loads(event or b"{}")
     time.sleep(float(spec.get("sleep", 0)))
     return json.dumps({"i": spec.get("i"), "double": 2 * spec.get("i", 0)})
-'''
+"""
 
 
 def deploy_echo(emu: Any, name: str, queue: str, concurrency: int = 8) -> str:
