@@ -47,7 +47,6 @@ def test_a_lost_invoke_response_is_retried_with_the_same_id_and_runs_once(
 def test_responses_lost_until_the_retries_run_out_then_the_next_try_reattaches(
     conn: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = conn.stats()
     conn.inject_faults(action="InvokeFunction", reset_after=1.0, count=4)  # every attempt of try 1
     out = run_logical_task(lambda: _op("r2_exhausted"), 0, "rel_r2")
     after = conn.stats()
