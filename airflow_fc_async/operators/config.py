@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -74,18 +74,15 @@ class FcAsyncInvokeConfigOperator(BaseOperator):
         self.fc_conn_id = fc_conn_id
 
     def execute(self, context: Context) -> dict[str, Any] | None:
-        from airflow_fc_async.core.errors import FcError, FcValidationError
+        from airflow_fc_async.core.errors import FcError
         from airflow_fc_async.hooks.fc import FcHook
+        from airflow_fc_async.operators._base import airflow_error
 
         hook = FcHook(fc_conn_id=self.fc_conn_id)
         try:
             return self._apply(hook)
-        except FcValidationError as err:
-            raise AirflowFailException(f"{type(self).__name__}: {err}") from err
         except FcError as err:
-            if err.retryable:
-                raise
-            raise AirflowFailException(f"{type(self).__name__} on {self.function_name!r}: {err}") from err
+            raise airflow_error(err, f"Setting the async invoke config of {self.function_name}") from err
 
     def _apply(self, hook: FcHook) -> dict[str, Any] | None:
         from airflow_fc_async.core.models import AsyncInvokeConfig

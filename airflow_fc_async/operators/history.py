@@ -85,8 +85,9 @@ class FcListAsyncTasksOperator(BaseOperator):
         self.fc_conn_id = fc_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_fc_async.core.errors import FcError, FcValidationError
+        from airflow_fc_async.core.errors import FcError
         from airflow_fc_async.hooks.fc import FcHook
+        from airflow_fc_async.operators._base import airflow_error
 
         anchor = context.get("data_interval_end") or context.get("logical_date")
         after = resolve_time("started_after", self.started_after, anchor)
@@ -115,12 +116,8 @@ class FcListAsyncTasksOperator(BaseOperator):
                 limit=self.limit,
             )
             summaries = [t.summary(include_payload=self.include_payload) for t in tasks]
-        except FcValidationError as err:
-            raise AirflowFailException(f"{type(self).__name__}: {err}") from err
         except FcError as err:
-            if err.retryable:
-                raise
-            raise AirflowFailException(f"{type(self).__name__} on {self.function_name!r}: {err}") from err
+            raise airflow_error(err, f"Listing the async tasks of {self.function_name}") from err
         if self.include_payload:
             summaries = guard_payloads(summaries, self.log)
         counts: dict[str, int] = {}
