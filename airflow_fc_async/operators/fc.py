@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, conf
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
 from airflow_fc_async import compat
 from airflow_fc_async.core import task_ids
-from airflow_fc_async.core.errors import FcConflictError, FcError, FcNotFoundError
+from airflow_fc_async.core.errors import FcConflictError, FcError, FcNotFoundError, FcValidationError
 from airflow_fc_async.core.models import AsyncTask
 from airflow_fc_async.core.progress import truncate
 from airflow_fc_async.core.waiting import coerce_seconds
@@ -149,7 +149,10 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
     def _task_id_prefix(self, context: Context) -> tuple[str, bool]:
         """``(prefix of this task instance's FC task ids, whether the user gave the id)``."""
         if self.async_task_id is not None:
-            return task_ids.validate_task_id("async_task_id", str(self.async_task_id)), True
+            try:
+                return task_ids.validate_task_id("async_task_id", str(self.async_task_id)), True
+            except FcValidationError as err:  # a rendered template: no retry renders it differently
+                raise AirflowFailException(f"async_task_id rendered to an invalid task id: {err}") from None
         ti = context["ti"]
         return task_ids.task_id_prefix(ti.dag_id, ti.task_id, context["run_id"], ti.map_index), False
 
@@ -277,7 +280,7 @@ def _wire_payload(payload: Any) -> Any:
         return b""
     if isinstance(payload, dict | list | str | bytes):
         return payload
-    raise AirflowException(
+    raise AirflowFailException(
         f"payload rendered to a {type(payload).__name__}; expected a dict, list, str or bytes"
     )
 
