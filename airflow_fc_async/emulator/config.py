@@ -216,7 +216,7 @@ def _function(name: str, props: Any, path: Path) -> FunctionSpec:
     if "." not in handler:
         raise ConfigError(f"{_where(source, where + '.handler')} must be 'module.function', got {handler!r}")
     runtime = str(props.get("runtime", "python3.10"))
-    if not runtime.startswith("python3"):
+    if not runtime.startswith("python3") and runtime != "emulator-sleep":
         raise ConfigError(
             f"{_where(source, where + '.runtime')}: only python3.x runtimes run here, got {runtime!r}"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -22,9 +23,14 @@ from typing import Any
 
 from airflow_fc_async.emulator import _runner
 
-__all__ = ["Attempt", "AttemptResult", "Runtime", "timeout_message"]
+__all__ = ["SLEEP_RUNTIME", "Attempt", "AttemptResult", "Runtime", "timeout_message"]
 
 _RUNNER = "airflow_fc_async.emulator._runner"
+
+SLEEP_RUNTIME = "emulator-sleep"
+"""A built-in runtime for load tests (not an FC runtime): an attempt waits ``{"sleep": seconds}`` of its event and
+returns the event, without a process or any CPU, so a benchmark can keep 1000 tasks running on 2 cores. It honours
+the function's timeout and StopAsyncTask like a process; its handler and code are ignored."""
 
 
 class _Popen(popen_forkserver.Popen):
@@ -93,6 +99,7 @@ class Attempt:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: Any = None
+        self._stopped = threading.Event()
         self.killed = False
 
     def _attach(self, proc: Any) -> bool:
@@ -104,6 +111,7 @@ class Attempt:
         with self._lock:
             self.killed = True
             proc = self._proc
+        self._stopped.set()
         if proc is not None and proc.is_alive():
             proc.kill()
 
@@ -138,6 +146,8 @@ class Runtime:
     ) -> AttemptResult:
         """Run ``meta['handler']`` on ``event`` in a fresh process; block until it ends, times out or is killed."""
         attempt = attempt or Attempt()
+        if meta.get("runtime") == SLEEP_RUNTIME:
+            return self._sleep(event, timeout, attempt)
         fd, log_path = tempfile.mkstemp(prefix="fc-emu-", suffix=".log")
         os.close(fd)
         reader, writer = self._ctx.Pipe(duplex=False)
@@ -203,6 +213,30 @@ class Runtime:
                     del self._live[meta["request_id"]]
             with contextlib.suppress(OSError):
                 os.unlink(log_path)
+
+    def _sleep(self, event: bytes, timeout: float, attempt: Attempt) -> AttemptResult:
+        """The ``emulator-sleep`` runtime: wait the event's ``sleep`` seconds (a timeout or a kill ends it)."""
+        try:
+            seconds = float(json.loads(event or b"{}").get("sleep", 0))
+        except (ValueError, TypeError, AttributeError):
+            seconds = 0.0
+        with self._lock:
+            if self._closed:
+                attempt.killed = True
+            self._running.add(attempt)
+        started = time.monotonic()
+        try:
+            killed = attempt.killed or attempt._stopped.wait(min(seconds, timeout))
+            duration_ms = int((time.monotonic() - started) * 1000)
+            if killed:
+                return AttemptResult(kind="killed", duration_ms=duration_ms)
+            if seconds > timeout:
+                msg = timeout_message(timeout, 0.0)
+                return AttemptResult(kind="timeout", error={"errorMessage": msg}, duration_ms=duration_ms)
+            return AttemptResult(kind="success", payload=event, duration_ms=duration_ms)
+        finally:
+            with self._lock:
+                self._running.discard(attempt)
 
     def live_log(self, request_id: str) -> str:
         """What a running attempt of ``request_id`` printed so far ('' when none runs)."""

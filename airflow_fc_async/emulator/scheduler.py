@@ -301,6 +301,7 @@ class Scheduler:
         return {
             "function_name": spec.name,
             "handler": spec.handler,
+            "runtime": spec.runtime,
             "memory_size": spec.memory_size,
             "timeout": spec.timeout,
             "code_dir": str(spec.code_dir),
