@@ -116,6 +116,11 @@ class LogCursor:
     """Lines printed per attempt (index 0 is attempt 1)."""
     ended: list[bool] = field(default_factory=list)
     # replay state: which attempt is open on each instance, attempts met and lines met per attempt so far
+    fulltext: bool = True
+    """Also ask for the request id as a full-text term: finds the Start/End lines of attempts on instances not
+    seen in a status read (a retry that ran between two reads); off when the logstore has no full-text index."""
+    more: bool = False
+    """After :meth:`update`: read again at once (the page was full, or a new instance restarted the replay)."""
     _open: dict[str, int] = field(default_factory=dict)
     _attempts: int = 0
     _position: list[int] = field(default_factory=list)
@@ -143,19 +148,28 @@ class LogCursor:
             raise ValueError("the cursor has not observed the task's start yet")
         start = (self.started_s - _WINDOW_PAD) // 60 * 60
         end = max(start + 60, math.ceil((now + _WINDOW_PAD) / 60) * 60)
-        query = " or ".join(f'instanceID: "{_quote(i)}"' for i in self.instances)
+        terms = [f'instanceID: "{_quote(i)}"' for i in self.instances]
+        if self.fulltext:
+            terms.append(f'"{_quote(self.request_id)}"')
+        query = " or ".join(terms)
         return LogRequest(start, end, query, function_topic(self.function_name), self.rows_seen)
 
-    def update(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    def update(self, rows: Sequence[Mapping[str, Any]], page_size: int = PAGE_LINES) -> list[str]:
         """The lines to print for one page of rows (the rows from :meth:`next_request`'s offset, in order)."""
         out: list[str] = []
         start, end = START_PREFIX + self.request_id, END_PREFIX + self.request_id
+        self.more = len(rows) >= page_size
         for row in rows:
-            self.rows_seen += 1
             message = str(row.get("message") if row.get("message") is not None else row.get("content", ""))
             message = message.rstrip("\r\n")
             instance = str(row.get("instanceID") or row.get("instanceId") or "")
             bare = message.strip()
+            if instance and instance not in self.instances and (_frames(bare, start) or _frames(bare, end)):
+                self.instances.append(instance)  # an attempt on an instance no status read showed
+                self._restart()
+                self.more = True
+                return out
+            self.rows_seen += 1
             if _frames(bare, start):
                 self._attempts += 1
                 self._open[instance] = self._attempts
@@ -186,6 +200,11 @@ class LogCursor:
         m = _LOGGER_LINE.match(bare)
         return bool(m and _looks_like_request_id(m["rid"]) and m["rid"] != self.request_id)
 
+    def disable_fulltext(self) -> None:
+        """The logstore refused the full-text term: ask by instance only, from the start."""
+        self.fulltext = False
+        self._restart()
+
     def _restart(self) -> None:
         self.rows_seen = 0
         self._open = {}
@@ -210,6 +229,7 @@ class LogCursor:
             "function_name": self.function_name,
             "request_id": self.request_id,
             "started_s": self.started_s,
+            "fulltext": self.fulltext,
             "instances": list(self.instances),
             "rows_seen": self.rows_seen,
             "emitted": list(self.emitted),
@@ -231,6 +251,7 @@ class LogCursor:
             rows_seen=int(raw.get("rows_seen", 0)),
             emitted=[int(n) for n in raw.get("emitted") or ()],
             ended=[bool(e) for e in raw.get("ended") or ()],
+            fulltext=bool(raw.get("fulltext", True)),
         )
         cursor._open = {str(k): int(v) for k, v in (raw.get("open") or {}).items()}
         cursor._attempts = int(raw.get("attempts_met", len(cursor.emitted)))

@@ -8,16 +8,20 @@ client is built; aiohttp only when an async method first runs.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_fc_async.core.endpoints import console_task_url
+from airflow_fc_async.core.errors import FcInvalidArgumentError
 from airflow_fc_async.core.models import AsyncInvocation, AsyncInvokeConfig, AsyncTask, TaskStatus
 from airflow_fc_async.hooks.base import FcBaseHook
 
 if TYPE_CHECKING:
     from airflow_fc_async.core.fc import AsyncFcClient, FcClient
+    from airflow_fc_async.core.function_logs import LogCursor
+    from airflow_fc_async.core.sls import AsyncSlsClient, SlsClient
 
 __all__ = ["FcHook"]
 
@@ -34,6 +38,8 @@ class FcHook(FcBaseHook):
         super().__init__(fc_conn_id, **kwargs)
         self._client: FcClient | None = None
         self._aclient: AsyncFcClient | None = None
+        self._sls: SlsClient | None = None
+        self._asls: AsyncSlsClient | None = None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -64,15 +70,38 @@ class FcHook(FcBaseHook):
             self._aclient = AsyncFcClient(s.endpoint("fc"), s.credentials, **self._client_kwargs(s))
         return self._aclient
 
+    def get_sls_client(self) -> SlsClient:
+        """The sync SLS (GetLogs) client: extra ``sls_endpoint``, else ``https://{region}.log.aliyuncs.com``."""
+        if self._sls is None:
+            from airflow_fc_async.core.sls import SlsClient
+
+            s = self.settings()
+            self._sls = SlsClient(s.endpoint("sls"), s.credentials, **self._client_kwargs(s))
+        return self._sls
+
+    async def aget_sls_client(self) -> AsyncSlsClient:
+        if self._asls is None:
+            from airflow_fc_async.core.sls import AsyncSlsClient
+
+            s = await self.asettings()
+            self._asls = AsyncSlsClient(s.endpoint("sls"), s.credentials, **self._client_kwargs(s))
+        return self._asls
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._sls is not None:
+            self._sls.close()
+            self._sls = None
 
     async def aclose(self) -> None:
         if self._aclient is not None:
             await self._aclient.aclose()
             self._aclient = None
+        if self._asls is not None:
+            await self._asls.aclose()
+            self._asls = None
 
     def console_url(self, function_name: str, task_id: str, qualifier: str = "LATEST") -> str:
         """The FC console page of a task; with an endpoint override and no region, the task's API URL."""
@@ -193,6 +222,92 @@ class FcHook(FcBaseHook):
 
     def get_function(self, function_name: str, *, qualifier: str | None = None) -> dict[str, Any]:
         return self.get_conn().get_function(function_name, qualifier=qualifier)
+
+    # -- function logs (SLS) ------------------------------------------------------------------------------------
+    def function_log_cursor(
+        self,
+        function_name: str,
+        request_id: str | None,
+        *,
+        qualifier: str = "LATEST",
+        log_project: str | None = None,
+        log_store: str | None = None,
+    ) -> LogCursor | None:
+        """A cursor over the function's log lines of one request: the project and logstore given, else those
+        of GetFunction's ``logConfig``; None (and one warning) when the function ships no logs."""
+        from airflow_fc_async.core.function_logs import LogCursor, log_config_of
+
+        if not (log_project and log_store):
+            config = log_config_of(self.get_function(function_name, qualifier=qualifier))
+            if config is None and not (log_project or log_store):
+                self.log.warning(
+                    "Function %s has no logConfig (no SLS project/logstore): its log lines cannot be shown; "
+                    "set logConfig on the function, or log_project and log_store on the task",
+                    function_name,
+                )
+                return None
+            project, store = config or (None, None)
+            log_project, log_store = log_project or project, log_store or store
+        if not (log_project and log_store):
+            self.log.warning("Function logs of %s: need both log_project and log_store", function_name)
+            return None
+        return LogCursor(log_project, log_store, function_name, request_id or "")
+
+    def read_function_logs(
+        self, cursor: LogCursor, task: AsyncTask | None = None, *, max_pages: int = 20
+    ) -> list[str]:
+        """The new log lines of ``cursor``'s request (``task``: the latest read, for its instance and start)."""
+        if task is not None:
+            cursor.observe(task)
+        lines: list[str] = []
+        if not cursor.ready:
+            return lines
+        client = self.get_sls_client()
+        for _ in range(max_pages):
+            req = cursor.next_request(time.time())
+            try:
+                page = client.get_logs(
+                    cursor.project, cursor.logstore, req.from_time, req.to_time,
+                    query=req.query, topic=req.topic, line=req.line, offset=req.offset,
+                )  # fmt: skip
+            except FcInvalidArgumentError:
+                if not cursor.fulltext:
+                    raise
+                self.log.info("The logstore refuses the full-text query: reading by instance only")
+                cursor.disable_fulltext()
+                continue
+            lines += cursor.update(page.rows, req.line)
+            if not cursor.more:
+                break
+        return lines
+
+    async def aread_function_logs(
+        self, cursor: LogCursor, task: AsyncTask | None = None, *, max_pages: int = 20
+    ) -> list[str]:
+        """The async twin of :meth:`read_function_logs` (triggers)."""
+        if task is not None:
+            cursor.observe(task)
+        lines: list[str] = []
+        if not cursor.ready:
+            return lines
+        client = await self.aget_sls_client()
+        for _ in range(max_pages):
+            req = cursor.next_request(time.time())
+            try:
+                page = await client.get_logs(
+                    cursor.project, cursor.logstore, req.from_time, req.to_time,
+                    query=req.query, topic=req.topic, line=req.line, offset=req.offset,
+                )  # fmt: skip
+            except FcInvalidArgumentError:
+                if not cursor.fulltext:
+                    raise
+                self.log.info("The logstore refuses the full-text query: reading by instance only")
+                cursor.disable_fulltext()
+                continue
+            lines += cursor.update(page.rows, req.line)
+            if not cursor.more:
+                break
+        return lines
 
     # -- async (triggers) --------------------------------------------------------------------------------------
     async def ainvoke_async(

@@ -27,12 +27,14 @@ from airflow_fc_async.core.progress import ProgressTracker
 from airflow_fc_async.core.waiting import WaitPolicy
 
 if TYPE_CHECKING:
+    from airflow_fc_async.core.function_logs import LogCursor
     from airflow_fc_async.hooks.fc import FcHook
 
 __all__ = [
     "MAX_RESULT_BYTES",
     "STATE_KEY",
     "FcAsyncTaskMixin",
+    "FunctionLogStreamer",
     "TaskRef",
     "airflow_error",
     "failure_message",
@@ -100,6 +102,71 @@ def failure_message(ref: TaskRef, task: AsyncTask, console_url: str) -> str:
     )
 
 
+class FunctionLogStreamer:
+    """The worker side of ``stream_logs``: new function log lines of one task, read from SLS between status reads.
+
+    A GetLogs error never fails the task: it is logged (the first one as a warning, then every tenth) and the
+    next read carries on where the last good one stopped. After the terminal status, :meth:`drain` keeps reading
+    for at most ``wait`` seconds until the End line of the task's last attempt appears.
+    """
+
+    def __init__(self, hook: FcHook, log: Any, cursor: LogCursor, wait: float) -> None:
+        self.hook = hook
+        self.log = log
+        self.cursor = cursor
+        self.wait = wait
+        self.errors = 0
+
+    @classmethod
+    def open(
+        cls,
+        hook: FcHook,
+        log: Any,
+        *,
+        function_name: str,
+        qualifier: str,
+        request_id: str | None,
+        log_project: str | None,
+        log_store: str | None,
+        wait: float,
+    ) -> FunctionLogStreamer | None:
+        """A streamer, or None (after one warning) when the function's logs cannot be located."""
+        try:
+            cursor = hook.function_log_cursor(
+                function_name, request_id, qualifier=qualifier, log_project=log_project, log_store=log_store
+            )
+        except FcError as err:
+            log.warning(
+                "Function logs of %s will not be shown: reading its logConfig failed: %s", function_name, err
+            )
+            return None
+        return None if cursor is None else cls(hook, log, cursor, wait)
+
+    def read(self, task: AsyncTask | None) -> list[str]:
+        try:
+            return self.hook.read_function_logs(self.cursor, task)
+        except FcError as err:
+            self.errors += 1
+            if self.errors == 1 or self.errors % 10 == 0:
+                self.log.warning(
+                    "Reading function logs from SLS failed (%d so far; the task goes on): %s",
+                    self.errors,
+                    err,
+                )
+            return []
+
+    def drain(self, task: AsyncTask, sleep: Any, emit: Any) -> None:
+        """After the terminal status: read until the last attempt's End line, at most ``wait`` seconds."""
+        deadline = time.monotonic() + self.wait
+        while True:
+            emit(self.read(task))
+            if self.cursor.complete(task) or not self.cursor.ready or time.monotonic() >= deadline:
+                break
+            sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        if self.cursor.ready and not self.cursor.complete(task):
+            self.log.info("Function logs: the last attempt's End line did not appear within %g s", self.wait)
+
+
 class FcAsyncTaskMixin:
     """Wait for, report on and cancel one FC async task. Mixed into a ``BaseOperator``.
 
@@ -119,6 +186,11 @@ class FcAsyncTaskMixin:
         def defer(self, **kwargs: Any) -> NoReturn: ...
 
     _fc_ref: TaskRef | None = None
+    _fc_logs: FunctionLogStreamer | None = None
+    stream_logs: bool = False
+    log_project: str | None = None
+    log_store: str | None = None
+    log_wait: float = 30.0
     _fc_done: bool = False
     _fc_killed: bool = False
     _fc_kill_event: threading.Event | None = None
@@ -153,16 +225,21 @@ class FcAsyncTaskMixin:
         """Wait for ``ref`` (blocking, or by deferring) and return its result; raise when it did not succeed."""
         self._start_following(ref)
         tracker = ProgressTracker()
+        self._open_logs(ref)
         if first_read is not None:
             self._log_lines(ref, tracker.update(first_read))
+            self._stream_logs(ref, first_read)
         if self.deferrable:
             task = first_read or self._read_once(ref)
             if task is not None and first_read is None:
                 self._log_lines(ref, tracker.update(task))
+                self._stream_logs(ref, task)
             if task is not None and task.is_terminal:
+                self._drain_logs(ref, task)
                 return self.finish(context, ref, task)
             self._defer_to_trigger(ref, tracker)
         if first_read is not None and first_read.is_terminal:
+            self._drain_logs(ref, first_read)
             return self.finish(context, ref, first_read)
         task = self._wait_blocking(ref, tracker, reads=0 if first_read is None else 1)
         return self.finish(context, ref, task)
@@ -200,13 +277,39 @@ class FcAsyncTaskMixin:
                 self.log.warning("Transient error reading FC task %s, will retry: %s", ref.task_id, err)
                 continue
             self._log_lines(ref, tracker.update(task))
+            self._stream_logs(ref, task)
             if task.is_terminal:
                 self._raise_if_killed(ref)
+                self._drain_logs(ref, task)
                 return task
 
     def _log_lines(self, ref: TaskRef, lines: list[str]) -> None:
         for line in lines:
             self.log.info("FC task %s: %s", ref.task_id, line)
+
+    # -- function logs (stream_logs) ---------------------------------------------------------------------------
+    def _open_logs(self, ref: TaskRef) -> None:
+        self._fc_logs = None
+        if self.stream_logs:
+            self._fc_logs = FunctionLogStreamer.open(
+                self.hook,
+                self.log,
+                function_name=ref.function_name,
+                qualifier=ref.qualifier,
+                request_id=ref.request_id,
+                log_project=self.log_project,
+                log_store=self.log_store,
+                wait=self.log_wait,
+            )
+
+    def _stream_logs(self, ref: TaskRef, task: AsyncTask) -> None:
+        if self._fc_logs is not None:
+            self._log_lines(ref, self._fc_logs.read(task))
+
+    def _drain_logs(self, ref: TaskRef, task: AsyncTask) -> None:
+        if self._fc_logs is not None:
+            event = self._fc_kill_event or threading.Event()
+            self._fc_logs.drain(task, event.wait, lambda lines: self._log_lines(ref, lines))
 
     def _defer_to_trigger(self, ref: TaskRef, tracker: ProgressTracker) -> NoReturn:
         from airflow_fc_async.triggers.fc import FcAsyncTaskTrigger
@@ -224,6 +327,8 @@ class FcAsyncTaskMixin:
             stop_on_kill=self.stop_on_kill,
             progress=tracker.to_dict(),
             request_id=ref.request_id,
+            logs=self._fc_logs.cursor.to_dict() if self._fc_logs is not None else None,
+            log_wait=self.log_wait,
         )
         self.log.info("Deferring: the triggerer follows FC task %s", ref.task_id)
         self.defer(

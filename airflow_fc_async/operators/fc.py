@@ -53,6 +53,13 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         queue may be shared: other messages are handed back untouched.
     :param destination_timeout: how long to wait for that record after the terminal status (seconds or
         timedelta); past it the task carries on with a warning.
+    :param stream_logs: show the function's own log lines (stdout, stderr) in the task log while the task runs,
+        each line once, in order, prefixed by the attempt (``[attempt 2] ...``); read from the SLS logstore of the
+        function's ``logConfig``. Deferrable too: the trigger carries the lines to the task log. No logConfig:
+        one warning, the task goes on; a GetLogs error never fails the task.
+    :param log_project: the SLS project to read (templated; default: GetFunction's ``logConfig.project``).
+    :param log_store: the SLS logstore to read (templated; default: ``logConfig.logstore``).
+    :param log_wait: after the end, how long to keep reading for the last attempt's End line (seconds).
     :param fc_conn_id: the Airflow connection.
 
     The XCom return value: ``{"task_id", "request_id", "status", "return_payload", "destination_record"}``.
@@ -64,6 +71,8 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         "qualifier",
         "async_task_id",
         "destination_queue",
+        "log_project",
+        "log_store",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"payload": "json"}
     operator_extra_links = (FcAsyncTaskLink(),)
@@ -83,6 +92,10 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         stop_on_kill: bool = True,
         destination_queue: str | None = None,
         destination_timeout: float | timedelta = 30,
+        stream_logs: bool = False,
+        log_project: str | None = None,
+        log_store: str | None = None,
+        log_wait: float | timedelta = 30,
         fc_conn_id: str = "fc_default",
         **kwargs: Any,
     ) -> None:
@@ -108,6 +121,10 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         self.stop_on_kill = stop_on_kill
         self.destination_queue = destination_queue
         self.destination_timeout = coerce_seconds("destination_timeout", destination_timeout) or 30.0
+        self.stream_logs = bool(stream_logs)
+        self.log_project = log_project
+        self.log_store = log_store
+        self.log_wait = coerce_seconds("log_wait", log_wait) or 30.0
         self.fc_conn_id = fc_conn_id
 
     # -- execute -----------------------------------------------------------------------------------------------

@@ -43,6 +43,11 @@ class FcAsyncTaskSensor(BaseSensorOperator):
     :param qualifier: version or alias (templated).
     :param fc_conn_id: the Airflow connection (templated).
     :param deferrable: wait in the triggerer (``poke_interval`` is then the longest gap between reads).
+    :param stream_logs: show the function's log lines in the task log while waiting (see
+        ``FcInvokeAsyncOperator``); with ``mode="reschedule"`` each poke starts over, so use poke or deferrable.
+    :param log_project: the SLS project (default: GetFunction's ``logConfig``).
+    :param log_store: the SLS logstore (default: GetFunction's ``logConfig``).
+    :param log_wait: after the end, how long to keep reading for the last attempt's End line (seconds).
     """
 
     template_fields: Sequence[str] = ("function_name", "async_task_id", "qualifier", "fc_conn_id")
@@ -57,6 +62,10 @@ class FcAsyncTaskSensor(BaseSensorOperator):
         fc_conn_id: str = "fc_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float | timedelta = 15,
+        stream_logs: bool = False,
+        log_project: str | None = None,
+        log_store: str | None = None,
+        log_wait: float = 30.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -69,6 +78,11 @@ class FcAsyncTaskSensor(BaseSensorOperator):
         self.fc_conn_id = fc_conn_id
         self.deferrable = deferrable
         self._tracker = ProgressTracker()
+        self.stream_logs = bool(stream_logs)
+        self.log_project = log_project
+        self.log_store = log_store
+        self.log_wait = float(log_wait)
+        self._logs: Any = None  # FunctionLogStreamer once opened; False when the logs cannot be located
 
     @property
     def hook(self) -> FcHook:
@@ -91,7 +105,40 @@ class FcAsyncTaskSensor(BaseSensorOperator):
             raise AirflowFailException(f"Reading FC async task {self.async_task_id} failed: {err}") from err
         for line in self._tracker.update(task):
             self.log.info("FC task %s: %s", self.async_task_id, line)
+        self._stream_logs(task)
         return self._outcome(task)
+
+    def _stream_logs(self, task: AsyncTask) -> None:
+        """New function log lines (``stream_logs``); at the end, read on until the last attempt's End line."""
+        if not self.stream_logs or self._logs is False:
+            return
+        if self._logs is None:
+            from airflow_fc_async.operators._base import FunctionLogStreamer
+
+            self._logs = (
+                FunctionLogStreamer.open(
+                    self.hook,
+                    self.log,
+                    function_name=self.function_name,
+                    qualifier=self.qualifier,
+                    request_id=task.request_id,
+                    log_project=self.log_project,
+                    log_store=self.log_store,
+                    wait=self.log_wait,
+                )
+                or False
+            )
+            if self._logs is False:
+                return
+
+        def emit(lines: list[str]) -> None:
+            for line in lines:
+                self.log.info("FC task %s: %s", self.async_task_id, line)
+
+        if task.is_terminal:
+            self._logs.drain(task, time.sleep, emit)
+        else:
+            emit(self._logs.read(task))
 
     def _outcome(self, task: AsyncTask) -> bool | PokeReturnValue:
         from airflow_fc_async.operators._base import TaskRef, failure_message, task_result
@@ -129,6 +176,8 @@ class FcAsyncTaskSensor(BaseSensorOperator):
                 timeout_at=time.time() + self.timeout,
                 stop_on_kill=False,
                 progress=self._tracker.to_dict(),
+                logs=self._logs.cursor.to_dict() if self._logs else None,
+                log_wait=self.log_wait,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + _DEFER_MARGIN),

@@ -9,6 +9,12 @@ Event payloads (``status``):
 
 Every event carries ``lines`` (the progress lines seen here, for the task log) and ``progress`` (the tracker
 state). Transient errors (throttling, 5xx, connection) are logged and retried within the deadline.
+
+With ``logs`` (a :class:`~airflow_fc_async.core.function_logs.LogCursor` state, from ``stream_logs``), the
+function's new log lines are read from SLS after every status read, logged here in the triggerer, and added to
+``lines`` (the last ones, bounded by ``cap_lines``) so that ``execute_complete`` prints them in the task log;
+after the terminal status it keeps reading for at most ``log_wait`` seconds until the last attempt's End line.
+A GetLogs error is logged and never changes the event.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_fc_async import compat
 from airflow_fc_async.core.errors import FcError
+from airflow_fc_async.core.function_logs import LogCursor, cap_lines
 from airflow_fc_async.core.models import AsyncTask
 from airflow_fc_async.core.progress import ProgressTracker
 from airflow_fc_async.core.waiting import Deadline, WaitPolicy
@@ -44,6 +51,8 @@ class FcAsyncTaskTrigger(BaseTrigger):
     :param stop_on_kill: stop the FC task when a user kills the deferred Airflow task.
     :param progress: the ProgressTracker state so far (so no line is logged twice).
     :param request_id: the invocation's request id, echoed in the event.
+    :param logs: the function-log cursor state (``stream_logs``); None reads no function logs.
+    :param log_wait: seconds to keep reading function logs after the end, for the last End line.
     """
 
     def __init__(
@@ -57,6 +66,8 @@ class FcAsyncTaskTrigger(BaseTrigger):
         stop_on_kill: bool = True,
         progress: dict[str, Any] | None = None,
         request_id: str | None = None,
+        logs: dict[str, Any] | None = None,
+        log_wait: float = 30.0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.function_name = function_name
@@ -68,6 +79,8 @@ class FcAsyncTaskTrigger(BaseTrigger):
         self.stop_on_kill = stop_on_kill
         self.progress = dict(progress or {})
         self.request_id = request_id
+        self.logs = dict(logs) if logs else None
+        self.log_wait = float(log_wait)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -82,6 +95,8 @@ class FcAsyncTaskTrigger(BaseTrigger):
                 "stop_on_kill": self.stop_on_kill,
                 "progress": self.progress,
                 "request_id": self.request_id,
+                "logs": self.logs,
+                "log_wait": self.log_wait,
             },
         )
 
@@ -100,7 +115,7 @@ class FcAsyncTaskTrigger(BaseTrigger):
             "qualifier": self.qualifier,
             "async_task_id": self.async_task_id,
             "request_id": self.request_id,
-            "lines": lines,
+            "lines": cap_lines(lines) if self.logs else lines,
             "progress": tracker.to_dict(),
         }
         payload.update(extra)
@@ -109,6 +124,7 @@ class FcAsyncTaskTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         tracker = ProgressTracker.from_dict(self.progress)
         lines: list[str] = []
+        cursor = LogCursor.from_dict(self.logs) if self.logs else None
         remaining = None if self.timeout_at is None else max(0.0, self.timeout_at - time.time())
         policy = WaitPolicy.for_poll_interval(self.poll_interval)
         deadline = Deadline(remaining, time.monotonic())
@@ -137,7 +153,11 @@ class FcAsyncTaskTrigger(BaseTrigger):
                 for line in tracker.update(task):
                     self.log.info("FC task %s: %s", self.async_task_id, line)
                     lines.append(line)
+                if cursor is not None:
+                    await self._read_logs(cursor, task, lines)
                 if task.is_terminal:
+                    if cursor is not None:
+                        await self._drain_logs(cursor, task, lines)
                     status = "success" if task.is_successful else "failure"
                     raw = {k: v for k, v in dict(task.raw).items() if k not in _PAYLOAD_KEYS}
                     raw.setdefault("taskId", task.task_id)
@@ -155,6 +175,29 @@ class FcAsyncTaskTrigger(BaseTrigger):
             raise
         finally:  # also runs when a caller takes one event and closes the generator (dag.test does)
             await self._close_hook()
+
+    async def _read_logs(self, cursor: LogCursor, task: AsyncTask, lines: list[str]) -> None:
+        """New function log lines: logged here and kept for the event; an error is logged, never raised."""
+        try:
+            new = await self._hook().aread_function_logs(cursor, task)
+        except FcError as err:
+            self._log_errors = getattr(self, "_log_errors", 0) + 1
+            if self._log_errors == 1 or self._log_errors % 10 == 0:
+                self.log.warning(
+                    "Reading function logs from SLS failed (%d so far; the task goes on): %s",
+                    self._log_errors,
+                    err,
+                )
+            return
+        for line in new:
+            self.log.info("FC task %s: %s", self.async_task_id, line)
+        lines.extend(new)
+
+    async def _drain_logs(self, cursor: LogCursor, task: AsyncTask, lines: list[str]) -> None:
+        deadline = time.monotonic() + self.log_wait
+        while cursor.ready and not cursor.complete(task) and time.monotonic() < deadline:
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            await self._read_logs(cursor, task, lines)
 
     async def on_kill(self) -> None:
         """A user killed the deferred task (Airflow 3.3+): stop the FC task when asked to."""
