@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 from airflow_fc_async.sensors.mns import FcDestinationSensor

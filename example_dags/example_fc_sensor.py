@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 from airflow_fc_async.sensors.fc import FcAsyncTaskSensor

@@ -24,14 +24,29 @@ def fc_conn(emu: Any, airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def run_dag(dag: Any) -> Any:
-    """Serialize a DAG built in a test, then run it with ``dag.test()`` (triggers run in-process)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    """Serialize a DAG built in a test, then run it with ``dag.test()`` (triggers run in-process).
 
+    The one version-dependent test helper: 3.1+ syncs through ``sync_bag_to_db``, 3.0 through
+    ``DagBag.sync_to_db(bundle)``; on 2.x ``dag.test()`` writes what it needs itself.
+    """
+    try:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+    except ImportError:  # Airflow 2: no bundles
+        dag.sync_to_db()
+        return dag.test()
     DagBundlesManager().sync_bundles_to_db()  # the "dags-folder" bundle row the DAG refers to
-    bag = DagBag(collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+    try:
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    except ImportError:  # Airflow 3.0
+        from airflow.models.dagbag import DagBag
+
+        bag = DagBag(collect_dags=False)
+        bag.bag_dag(dag)
+        bag.sync_to_db("dags-folder", None)
+    else:
+        bag = DagBag(collect_dags=False)
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
     return dag.test()
 
 

@@ -13,7 +13,7 @@ from tests.e2e.conftest import run_dag, task_instance
 
 
 def dag_with(dag_id: str, **kwargs: Any) -> Any:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
         FcInvokeAsyncOperator(task_id="invoke", poll_interval=1, destination_timeout=20, **kwargs)

@@ -19,7 +19,7 @@ START = pendulum.datetime(2024, 1, 1, tz="UTC")
 
 
 def dag_with(dag_id: str, **op_kwargs: Any) -> Any:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
         FcInvokeAsyncOperator(task_id="invoke", poll_interval=1, **op_kwargs)
@@ -115,7 +115,7 @@ def test_a_retry_after_a_killed_try_reattaches_and_runs_once(
 
 
 def test_sensor_waits_for_a_task_the_operator_started(fc_conn: Any) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("e2e_sensor", schedule=None, start_date=START, catchup=False) as dag:
         invoke = FcInvokeAsyncOperator(

@@ -169,7 +169,7 @@ def test_stop_of_an_unknown_task_fails_fast(client: FcClient) -> None:
 
 
 def test_rerun_sends_the_source_payload_under_a_new_id(fc_conn: Any, client: FcClient) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     source = client.invoke_async("echo", {"job": "nightly", "n": 7}).task_id
     assert wait_terminal(client, "echo", source) is TaskStatus.SUCCEEDED

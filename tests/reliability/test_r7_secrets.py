@@ -84,7 +84,7 @@ def _decrypted_trigger_kwargs() -> list[str]:
 def test_no_secret_and_no_token_anywhere_after_blocking_and_deferrable_runs(
     sts_conn: Emulator, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("rel_r7_secrets", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
         FcInvokeAsyncOperator(
