@@ -172,13 +172,18 @@ class Scheduler:
         with fn.cond:
             heapq.heappush(fn.heap, (ready_at, next(self._seq), task))
             fn.cond.notify()
-            cap = self.settings.max_instances * fn.spec.instance_concurrency
-            if fn.idle == 0 and fn.workers < cap and not self._closed:
-                slot = fn.workers
-                fn.workers += 1
-                threading.Thread(
-                    target=self._worker, args=(fn, slot), name=f"fc-{fn.spec.name}-{slot}", daemon=True
-                ).start()
+            self._spawn(fn)
+
+    def _spawn(self, fn: _Function) -> None:
+        """Start a worker when events wait and none is idle (called under ``fn.cond``). A worker that takes an
+        event calls it too: otherwise delayed events, all pushed while one worker idled, would run one by one."""
+        cap = self.settings.max_instances * fn.spec.instance_concurrency
+        if fn.heap and fn.idle == 0 and fn.workers < cap and not self._closed:
+            slot = fn.workers
+            fn.workers += 1
+            threading.Thread(
+                target=self._worker, args=(fn, slot), name=f"fc-{fn.spec.name}-{slot}", daemon=True
+            ).start()
 
     def task(self, name: str, task_id: str) -> Task:
         self.function(name)
@@ -291,6 +296,7 @@ class Scheduler:
                         fn.cond.wait(fn.heap[0][0] - now if fn.heap else None)
                 finally:
                     fn.idle -= 1
+                self._spawn(fn)
             try:
                 self._run(fn, task, instance)
             except Exception:  # a bug here must not kill the instance

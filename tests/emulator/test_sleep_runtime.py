@@ -41,3 +41,26 @@ def test_sleep_runtime_succeeds_times_out_and_stops(emu):
         assert timed_out.status is TaskStatus.FAILED
         assert "timed out after 1 seconds" in timed_out.raw["taskErrorMessage"]
         assert _wait_end(client, "sleep-rt", "sl-stop").status is TaskStatus.STOPPED
+
+
+def test_delayed_events_run_side_by_side(emu):
+    """Events pushed while a worker idles for a delayed one still get their own workers once ready."""
+    emu.deploy(
+        "sleep-delayed",
+        runtime="emulator-sleep",
+        source="",
+        timeout=10,
+        instanceConcurrency=10,
+        async_invoke_config={"asyncTask": True},
+    )
+    ids = [f"sd-{i}" for i in range(5)]
+    with FcClient(emu.endpoint, emu.credentials) as client:
+        for task_id in ids:
+            client.invoke_async("sleep-delayed", {"sleep": 1.5}, task_id=task_id, delay_seconds=1)
+        tasks = [_wait_end(client, "sleep-delayed", t, limit=30) for t in ids]
+    spans = []
+    for task in tasks:
+        stamps = {e["status"]: e["timestamp"] for e in task.raw["events"]}
+        spans.append((stamps["Running"], stamps["Succeeded"]))
+    # all five ran at once: every one started before any ended (one by one, none would overlap)
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
