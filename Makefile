@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit reliability clean
+.PHONY: venv demo test lint typecheck unit reliability bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,15 @@ test: lint typecheck unit
 reliability: $(STAMP)
 	$(BIN)/python -m pytest -q tests/reliability_long -m ''
 	$(BIN)/python -m pytest -q tests -m slow || test $$? -eq 5
+
+# Full benchmark runs (several minutes; figures side by side with a baseline in the same run):
+# results in benchmarks/results/*.json (git-ignored). The test run only smokes them (tests/test_bench_smoke.py).
+bench: $(STAMP)
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[bench]'
+	$(BIN)/python -m benchmarks.p1_trigger_fleet
+	$(BIN)/python -m benchmarks.p2_client_cost
+	$(BIN)/python -m benchmarks.p3_parse_cost
+	$(BIN)/python -m benchmarks.p4_shared_queue
 
 demo: $(STAMP)
 	$(BIN)/python example_dags/run_demo.py
