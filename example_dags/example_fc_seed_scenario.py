@@ -3,7 +3,9 @@
 `my-fc-job` sleeps past its timeout. The DAG sets its async config as code (one retry, dead letters to the
 `fc-dlq` queue), invokes it with `{"failure": true}`, and the run fails after FC's retry: the task log shows every
 state change (Enqueued -> Dequeued -> Running -> Retrying -> Failed) and the timeout message, and the failure
-names the function, task id, request id and console link.
+names the function, task id, request id and console link. With ``stream_logs=True`` the task log also shows the
+function's own lines from its SLS logstore (``logConfig``), prefixed ``[attempt 1]`` and ``[attempt 2]``, each ending
+with FC's ``FC Invoke End RequestId: ..., Error: Function timed out after 3 seconds`` line.
 """
 
 from __future__ import annotations
@@ -37,5 +39,7 @@ with DAG(
         payload={"failure": True},
         poll_interval=2,
         max_wait=120,
+        stream_logs=True,  # the handler's own lines and the timeout, per attempt, in this task's log
+        log_wait=10,
     )
     config >> invoke
