@@ -75,6 +75,8 @@ def test_init_accepts_templates_timedeltas_and_payload_kinds() -> None:
         "qualifier",
         "async_task_id",
         "destination_queue",
+        "log_project",
+        "log_store",
     }
     assert FcInvokeAsyncOperator.template_fields_renderers == {"payload": "json"}
     assert [link.name for link in o.operator_extra_links] == ["FC async task"]
