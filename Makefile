@@ -41,6 +41,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.p3_parse_cost
 	$(BIN)/python -m benchmarks.p4_shared_queue
 
+# The Airflow version matrix (2.11, 3.0, 3.3): one venv each under .compat/, unit + e2e tests in each (~10 min).
+# LINES="3.0" runs a subset; RELOCK=1 re-resolves tests/compat/pins-*.txt from PyPI first.
+test-compat: $(STAMP)
+	tests/compat/run.sh $(LINES)
+
 demo: $(STAMP)
 	$(BIN)/python example_dags/run_demo.py
 

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "AIRFLOW2_DEFERRAL_TIMEOUT_ERROR",
     "AIRFLOW_V_3_3_PLUS",
     "USER_ACTION_CANCEL_MSG",
+    "is_deferral_timeout",
     "is_user_action_cancel",
     "task_deferral_timeout",
     "task_instance_still_deferred",
@@ -54,13 +56,32 @@ def is_user_action_cancel(exc: BaseException) -> bool:
     return bool(exc.args) and exc.args[0] == USER_ACTION_CANCEL_MSG
 
 
+AIRFLOW2_DEFERRAL_TIMEOUT_ERROR = "Trigger/execution timeout"
+"""Airflow 2's ``next_kwargs["error"]`` for a timed-out deferral (it raises ``TaskDeferralError`` with it)."""
+
+
 def task_deferral_timeout() -> type[Exception]:
-    """The exception a deferral timeout raises on resume (task SDK in Airflow 3, core before)."""
+    """The exception ``resume_execution`` raises for a deferral timeout.
+
+    ``TaskDeferralTimeout`` (task SDK on 3.3, core on 3.0-3.2); Airflow 2 has none and raises ``TaskDeferralError``
+    for every failed deferral: :func:`is_deferral_timeout` tells a timeout from a trigger failure there.
+    """
     try:
         from airflow.sdk.exceptions import TaskDeferralTimeout
-    except ImportError:  # pragma: no cover - Airflow 2
-        from airflow.exceptions import TaskDeferralTimeout  # type: ignore[no-redef]
+    except ImportError:
+        try:
+            from airflow.exceptions import TaskDeferralTimeout  # type: ignore[no-redef]
+        except ImportError:  # Airflow 2
+            from airflow.exceptions import TaskDeferralError as TaskDeferralTimeout  # type: ignore[no-redef]
     return TaskDeferralTimeout
+
+
+def is_deferral_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised by ``resume_execution``) means the deferral timed out."""
+    cls = task_deferral_timeout()
+    if not isinstance(exc, cls):
+        return False
+    return cls.__name__ == "TaskDeferralTimeout" or str(exc) == AIRFLOW2_DEFERRAL_TIMEOUT_ERROR
 
 
 def task_state_store(context: Mapping[str, Any]) -> Any | None:

@@ -371,7 +371,9 @@ class FcAsyncTaskMixin:
 
         try:
             return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
-        except compat.task_deferral_timeout():
+        except compat.task_deferral_timeout() as exc:
+            if not compat.is_deferral_timeout(exc):  # Airflow 2: a trigger failure raises the same class
+                raise
             store = compat.task_state_store(context)
             saved = store.get(STATE_KEY) if store is not None else None
             if self.stop_on_kill and isinstance(saved, dict) and saved.get("task_id"):

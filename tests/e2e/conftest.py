@@ -23,11 +23,20 @@ def fc_conn(emu: Any, airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Iter
     yield emu
 
 
+def dag_bag(**kwargs: Any) -> Any:
+    """A ``DagBag`` (``airflow.dag_processing.dagbag`` on 3.1+, ``airflow.models.dagbag`` before)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.x and 3.0
+        from airflow.models.dagbag import DagBag
+    return DagBag(**kwargs)
+
+
 def run_dag(dag: Any) -> Any:
     """Serialize a DAG built in a test, then run it with ``dag.test()`` (triggers run in-process).
 
-    The one version-dependent test helper: 3.1+ syncs through ``sync_bag_to_db``, 3.0 through
-    ``DagBag.sync_to_db(bundle)``; on 2.x ``dag.test()`` writes what it needs itself.
+    The version-dependent test helpers live here: 3.1+ syncs through ``sync_bag_to_db``, 3.0 through
+    ``DagBag.sync_to_db(bundle)``; on 2.x ``dag.sync_to_db()`` is all ``dag.test()`` needs.
     """
     try:
         from airflow.dag_processing.bundles.manager import DagBundlesManager
@@ -35,17 +44,14 @@ def run_dag(dag: Any) -> Any:
         dag.sync_to_db()
         return dag.test()
     DagBundlesManager().sync_bundles_to_db()  # the "dags-folder" bundle row the DAG refers to
+    bag = dag_bag(collect_dags=False)
+    bag.bag_dag(dag)
     try:
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    except ImportError:  # Airflow 3.0
-        from airflow.models.dagbag import DagBag
-
-        bag = DagBag(collect_dags=False)
-        bag.bag_dag(dag)
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    except ImportError:  # Airflow 3.0: the bag syncs itself; a DAG built in a test has no relative path yet
+        dag.relative_fileloc = dag.relative_fileloc or dag.fileloc
         bag.sync_to_db("dags-folder", None)
     else:
-        bag = DagBag(collect_dags=False)
-        bag.bag_dag(dag)
         sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
     return dag.test()
 

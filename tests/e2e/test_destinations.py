@@ -211,18 +211,16 @@ def test_example_dead_letter_dag(
     emu: Any, airflow_db: None, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     """The seed scenario end to end: dag.test() of example_fc_dead_letter against an emulator of its s.yaml."""
-    from airflow.dag_processing.dagbag import DagBag
-
     from airflow_fc_async.emulator import Emulator
     from tests.conftest import ROOT
-    from tests.e2e.conftest import run_dag, task_instance
+    from tests.e2e.conftest import dag_bag, run_dag, task_instance
 
     dr.reset_receivers()
     with Emulator(configs=[ROOT / "example_dags" / "functions" / "s.yaml"], port=0, retry_delay=0.2) as seed:
         monkeypatch.setenv("AIRFLOW_CONN_FC_DEFAULT", seed.connection_json())
         with MnsClient(seed.endpoint, seed.credentials) as client:  # someone else's dead letter already waits
             client.send_message("fc-dlq", record_body("someone-elses-run"))
-        bag = DagBag(dag_folder=str(ROOT / "example_dags" / "example_fc_dead_letter.py"))
+        bag = dag_bag(dag_folder=str(ROOT / "example_dags" / "example_fc_dead_letter.py"))
         assert bag.import_errors == {}
         run = run_dag(bag.get_dag("example_fc_dead_letter"))
         assert run.state == "success"

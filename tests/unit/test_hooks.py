@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import responses
@@ -272,7 +274,17 @@ def local_conn(monkeypatch: pytest.MonkeyPatch, server: Server) -> str:
 async def test_async_twins_read_the_connection_without_sync_io(
     monkeypatch: pytest.MonkeyPatch, server: Server, local_conn: str
 ) -> None:
-    def no_sync(*a: object, **k: object) -> None:
+    from airflow.providers.common.compat.sdk import Connection
+
+    real = FcHook.get_connection
+    synced: list[str] = []
+
+    def no_sync(cls: type, conn_id: str) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread: common-compat's fallback before Airflow 3.3.2
+            synced.append(conn_id)
+            return real(conn_id)
         raise AssertionError("sync get_connection called on the event loop")
 
     monkeypatch.setattr(FcHook, "get_connection", classmethod(no_sync))
@@ -293,6 +305,8 @@ async def test_async_twins_read_the_connection_without_sync_io(
     await hook.aclose()
     assert server.paths[0] == "POST /2023-03-30/functions/fn/invocations?qualifier=LATEST"
     assert server.paths[3] == "PUT /2023-03-30/functions/fn/async-tasks/t1/stop?qualifier=LATEST"
+    # 3.3.2+ reads it asynchronously (Connection.aextra_dejson); before, once, in a worker thread
+    assert synced == ([] if hasattr(Connection, "aextra_dejson") else [local_conn])
 
 
 async def test_console_url_with_override_is_the_api_url(server: Server, local_conn: str) -> None:

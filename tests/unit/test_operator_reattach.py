@@ -36,11 +36,23 @@ def invoked(hook: FakeHook) -> list[str]:
 
 
 # -- on_kill ---------------------------------------------------------------------------------------------------
+def _airflow2_execute_guard_for_this_thread() -> None:
+    """Airflow 2's ExecutorSafeguard keeps execute()'s callers in a thread-local set up on the main thread only."""
+    try:
+        from airflow.models.baseoperator import ExecutorSafeguard
+    except ImportError:  # Airflow 3: the task SDK's guard needs nothing per thread
+        return
+    sentinel = getattr(ExecutorSafeguard, "_sentinel", None)
+    if sentinel is not None and not hasattr(sentinel, "callers"):
+        sentinel.callers = {}
+
+
 def _kill_mid_wait(hook: FakeHook, operator: FcInvokeAsyncOperator) -> BaseException | None:
     hook.script(ID1, "Running")
     outcome: list[BaseException | None] = []
 
     def run() -> None:
+        _airflow2_execute_guard_for_this_thread()
         try:
             operator.execute(context())
             outcome.append(None)
