@@ -131,10 +131,13 @@ def test_bad_input_fails_clearly_without_invoking(
     assert isinstance(info.value, case.expect), f"{type(info.value).__name__}: {message}"
     for word in case.words:
         assert word in message
-    accepted = after["statuses"].get("InvokeFunction:202", 0) - before["statuses"].get(
-        "InvokeFunction:202", 0
-    )
-    assert accepted == 0  # nothing was invoked
+
+    def delta(kind: str, key: str) -> int:
+        return int(after[kind].get(key, 0) - before[kind].get(key, 0))
+
+    assert delta("statuses", "InvokeFunction:202") == 0  # nothing was invoked
+    sent = delta("requests", "InvokeFunction")
+    assert sent == (1 if "403" in case.words else 0)  # refused before sending; a 403 is not retried
     assert sum(after["executions"].values()) == sum(before["executions"].values())
     for secret in ("not-the-secret", emu.settings.access_key_secret):
         assert secret not in message
