@@ -128,7 +128,9 @@ class FcHook(FcBaseHook):
         inv = self.get_conn().invoke_async(
             function_name, payload, qualifier=qualifier, task_id=task_id, delay_seconds=delay_seconds
         )
-        self.log.info(
+        # DEBUG: the operators log the accepted task themselves, and an INFO record through Airflow's handlers
+        # costs about as much CPU as the HTTP call (measured by benchmarks/p2_client_cost).
+        self.log.debug(
             "Invoked %s:%s async: task id %s, request id %s",
             function_name,
             qualifier,
