@@ -12,18 +12,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.errors import (
     FcConflictError,
     FcNotFoundError,
 )
 from airflow_fc_async.core.fc_requests import FcRequests, _ListPlan
 from airflow_fc_async.core.http import (
-    Op,
-    RetryPolicy,
     handle_reply,
 )
 from airflow_fc_async.core.models import (
@@ -32,43 +28,17 @@ from airflow_fc_async.core.models import (
     AsyncTask,
     TaskStatus,
 )
-from airflow_fc_async.core.transport import AsyncTransport, SyncTransport, run_async, run_sync
+from airflow_fc_async.core.transport import AsyncSender, SyncSender
 
 __all__ = ["AsyncFcClient", "FcClient"]
 
 
-class FcClient(FcRequests):
+class FcClient(SyncSender, FcRequests):
     """Synchronous FC client over one pooled ``requests`` session. Thread-safe; :meth:`close` when done.
 
     ``proxies`` (e.g. ``{"https": "http://proxy:3128"}``) replaces the proxy environment variables, which are
     not read (``trust_env`` is off to keep per-call CPU low).
     """
-
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        proxies: dict[str, str] | None = None,
-        verify: bool | str = True,
-        pool_size: int = 10,
-    ) -> None:
-        super().__init__(
-            endpoint, credentials, connect_timeout=connect_timeout, read_timeout=read_timeout, retry=retry
-        )
-        self._transport = SyncTransport(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            proxies=proxies,
-            verify=verify,
-            pool_size=pool_size,
-        )
-
-    def _run(self, op: Op[Any]) -> Any:
-        return run_sync(op, self._sign, self._transport, self.retry)
 
     def invoke_async(
         self,
@@ -184,44 +154,9 @@ class FcClient(FcRequests):
         result: dict[str, Any] = self._run(self._get_function_op(function_name, qualifier))
         return result
 
-    def close(self) -> None:
-        self._transport.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncFcClient(FcRequests):
+class AsyncFcClient(AsyncSender, FcRequests):
     """The asyncio twin of :class:`FcClient` (same method names, awaited); :meth:`aclose` when done."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        proxies: dict[str, str] | None = None,
-        verify: bool = True,
-        pool_size: int = 10,
-    ) -> None:
-        super().__init__(
-            endpoint, credentials, connect_timeout=connect_timeout, read_timeout=read_timeout, retry=retry
-        )
-        self._transport = AsyncTransport(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            proxies=proxies,
-            verify=verify,
-            pool_size=pool_size,
-        )
-
-    async def _run(self, op: Op[Any]) -> Any:
-        return await run_async(op, self._sign, self._transport, self.retry)
 
     async def invoke_async(
         self,
@@ -341,14 +276,3 @@ class AsyncFcClient(FcRequests):
     async def get_function(self, function_name: str, *, qualifier: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = await self._run(self._get_function_op(function_name, qualifier))
         return result
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.endpoints import FC_ENDPOINTS, H
 from airflow_fc_async.core.errors import (
     FcApiError,
@@ -20,11 +19,10 @@ from airflow_fc_async.core.errors import (
     FcValidationError,
 )
 from airflow_fc_async.core.http import (
-    BaseUrl,
     Call,
     Op,
     Reply,
-    RetryPolicy,
+    RequestBuilder,
     parse_json,
     request_id_of,
 )
@@ -76,30 +74,10 @@ class _Invoke:
     body: bytes
 
 
-class FcRequests:
+class FcRequests(RequestBuilder):
     """Builds and reads every FC request; no I/O."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.base = BaseUrl.parse(endpoint)
-        self.credentials = credentials
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.retry = retry or RetryPolicy()
-
-    @property
-    def endpoint(self) -> str:
-        return self.base.url
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(endpoint={self.base.url!r}, access_key_id={self.credentials.access_key_id!r})"
+    endpoint_field = "fc_endpoint"
 
     def _sign(self, op: Op[Any]) -> Call:
         query = op.query if isinstance(op.query, dict) else None

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.endpoints import H
 from airflow_fc_async.core.errors import (
     FcApiError,
@@ -36,6 +37,7 @@ __all__ = [
     "FcConnectError",
     "Op",
     "Reply",
+    "RequestBuilder",
     "RetryPolicy",
     "error_from_reply",
     "handle_reply",
@@ -86,6 +88,44 @@ class BaseUrl:
             host = f"[{host}]"
         default = 443 if parts.scheme == "https" else 80
         return cls(parts.scheme, host if port in (None, default) else f"{host}:{port}")
+
+
+class RequestBuilder:
+    """What every client shares, I/O-free: endpoint, credentials, timeouts and retry policy.
+
+    Subclasses (``FcRequests``, ``MnsRequests``, ``SlsRequests``) build and sign their service's requests; the
+    senders in ``transport`` (``SyncSender``, ``AsyncSender``) add the I/O.
+    """
+
+    endpoint_field = "endpoint"
+    """The connection field named in the error when the endpoint does not parse."""
+    default_pool_size = 10
+    """Connections a sender keeps per host."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base = BaseUrl.parse(endpoint, self.endpoint_field)
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retry = retry or RetryPolicy()
+
+    @property
+    def endpoint(self) -> str:
+        return self.base.url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.base.url!r}, access_key_id={self.credentials.access_key_id!r})"
+
+    def _sign(self, op: Op[Any]) -> Call:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -9,48 +9,15 @@ Message bodies travel raw (no base64): FC's destination records are raw JSON.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Any, Self
 
-from airflow_fc_async.core.credentials import Credentials
-from airflow_fc_async.core.http import (
-    Op,
-    RetryPolicy,
-)
 from airflow_fc_async.core.mns_requests import MNS_XMLNS, MnsBatchError, MnsMessage, MnsRequests
-from airflow_fc_async.core.transport import AsyncTransport, SyncTransport, run_async, run_sync
+from airflow_fc_async.core.transport import AsyncSender, SyncSender
 
 __all__ = ["MNS_XMLNS", "AsyncMnsClient", "MnsBatchError", "MnsClient", "MnsMessage"]
 
 
-class MnsClient(MnsRequests):
+class MnsClient(SyncSender, MnsRequests):
     """Synchronous MNS queue client over one pooled ``requests`` session (no proxy environment: see ``proxies``)."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        proxies: dict[str, str] | None = None,
-        verify: bool | str = True,
-        pool_size: int = 10,
-    ) -> None:
-        super().__init__(
-            endpoint, credentials, connect_timeout=connect_timeout, read_timeout=read_timeout, retry=retry
-        )
-        self._transport = SyncTransport(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            proxies=proxies,
-            verify=verify,
-            pool_size=pool_size,
-        )
-
-    def _run(self, op: Op[Any]) -> Any:
-        return run_sync(op, self._sign, self._transport, self.retry)
 
     def create_queue(
         self,
@@ -116,44 +83,9 @@ class MnsClient(MnsRequests):
         """The new receipt handle (the old one is spent)."""
         return str(self._run(self._change_visibility_op(queue, receipt_handle, visibility_timeout)))
 
-    def close(self) -> None:
-        self._transport.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncMnsClient(MnsRequests):
+class AsyncMnsClient(AsyncSender, MnsRequests):
     """The asyncio twin of :class:`MnsClient`; :meth:`aclose` when done."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        proxies: dict[str, str] | None = None,
-        verify: bool = True,
-        pool_size: int = 10,
-    ) -> None:
-        super().__init__(
-            endpoint, credentials, connect_timeout=connect_timeout, read_timeout=read_timeout, retry=retry
-        )
-        self._transport = AsyncTransport(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            proxies=proxies,
-            verify=verify,
-            pool_size=pool_size,
-        )
-
-    async def _run(self, op: Op[Any]) -> Any:
-        return await run_async(op, self._sign, self._transport, self.retry)
 
     async def create_queue(
         self,
@@ -219,14 +151,3 @@ class AsyncMnsClient(MnsRequests):
         self, queue: str, receipt_handle: str, visibility_timeout: int
     ) -> str:
         return str(await self._run(self._change_visibility_op(queue, receipt_handle, visibility_timeout)))
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()

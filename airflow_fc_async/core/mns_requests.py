@@ -12,15 +12,13 @@ from datetime import datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.endpoints import MNS_ENDPOINTS, H
 from airflow_fc_async.core.errors import FcApiError, FcResponseError, FcValidationError
 from airflow_fc_async.core.http import (
-    BaseUrl,
     Call,
     Op,
     Reply,
-    RetryPolicy,
+    RequestBuilder,
     parse_xml,
     request_id_of,
     xml_fields,
@@ -133,30 +131,10 @@ def _bad_reply(reply: Reply, problem: str) -> NoReturn:
     )
 
 
-class MnsRequests:
+class MnsRequests(RequestBuilder):
     """Builds and reads every MNS request; no I/O."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.base = BaseUrl.parse(endpoint)
-        self.credentials = credentials
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.retry = retry or RetryPolicy()
-
-    @property
-    def endpoint(self) -> str:
-        return self.base.url
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(endpoint={self.base.url!r}, access_key_id={self.credentials.access_key_id!r})"
+    endpoint_field = "mns_endpoint"
 
     def _sign(self, op: Op[Any]) -> Call:
         resource = f"{op.path}?{op.query}" if op.query else op.path

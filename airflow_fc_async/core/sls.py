@@ -15,15 +15,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.endpoints import SLS_ENDPOINTS, H, sls_project_address
 from airflow_fc_async.core.errors import FcResponseError, FcValidationError
-from airflow_fc_async.core.http import BaseUrl, Call, Op, Reply, RetryPolicy, parse_json, request_id_of
+from airflow_fc_async.core.http import Call, Op, Reply, RequestBuilder, parse_json, request_id_of
 from airflow_fc_async.core.signing import canonical_query, sign_sls_request
-from airflow_fc_async.core.transport import AsyncTransport, SyncTransport, run_async, run_sync
+from airflow_fc_async.core.transport import AsyncSender, SyncSender, run_async, run_sync
 
 __all__ = ["AsyncSlsClient", "LogPage", "SlsClient", "SlsRequests"]
 
@@ -49,38 +48,28 @@ class _GetLogs:
     project: str
 
 
-class SlsRequests:
+class SlsRequests(RequestBuilder):
     """Builds and reads GetLogs requests; no I/O.
 
     :param endpoint: ``scheme://host[:port]`` of the region's endpoint (``https://{region}.log.aliyuncs.com``)
         or an override.
     """
 
+    endpoint_field = "sls_endpoint"
+    default_pool_size = 4
+
     def __init__(
         self,
         endpoint: str,
         credentials: Credentials,
         *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
         incomplete_attempts: int = _INCOMPLETE_ATTEMPTS,
         incomplete_pause: float = _INCOMPLETE_PAUSE,
+        **kwargs: Any,
     ) -> None:
-        self.base = BaseUrl.parse(endpoint, "sls_endpoint")
-        self.credentials = credentials
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.retry = retry or RetryPolicy()
+        super().__init__(endpoint, credentials, **kwargs)
         self.incomplete_attempts = max(1, incomplete_attempts)
         self.incomplete_pause = incomplete_pause
-
-    @property
-    def endpoint(self) -> str:
-        return self.base.url
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(endpoint={self.base.url!r}, access_key_id={self.credentials.access_key_id!r})"
 
     def _get_logs_op(
         self,
@@ -170,37 +159,8 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
-class SlsClient(SlsRequests):
+class SlsClient(SyncSender, SlsRequests):
     """Synchronous GetLogs client over one pooled ``requests`` session; :meth:`close` when done."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        proxies: dict[str, str] | None = None,
-        verify: bool | str = True,
-        pool_size: int = 4,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            endpoint,
-            credentials,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            **options,
-        )
-        self._transport = SyncTransport(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            proxies=proxies,
-            verify=verify,
-            pool_size=pool_size,
-        )
 
     def get_logs(
         self,
@@ -254,47 +214,9 @@ class SlsClient(SlsRequests):
             if len(page.rows) < MAX_LINE:
                 return
 
-    def close(self) -> None:
-        self._transport.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncSlsClient(SlsRequests):
+class AsyncSlsClient(AsyncSender, SlsRequests):
     """The asyncio twin of :class:`SlsClient` (same method names, awaited); :meth:`aclose` when done."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        proxies: dict[str, str] | None = None,
-        verify: bool = True,
-        pool_size: int = 4,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            endpoint,
-            credentials,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            **options,
-        )
-        self._transport = AsyncTransport(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            proxies=proxies,
-            verify=verify,
-            pool_size=pool_size,
-        )
 
     async def get_logs(
         self,
@@ -345,14 +267,3 @@ class AsyncSlsClient(SlsRequests):
                     return
             if len(page.rows) < MAX_LINE:
                 return
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()

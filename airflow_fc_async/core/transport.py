@@ -13,19 +13,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.util import Timeout
 
+from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.errors import FcError, FcTransportError
 from airflow_fc_async.core.http import (
     Call,
     FcConnectError,
     Op,
     Reply,
+    RequestBuilder,
     RetryPolicy,
     handle_reply,
     request_id_of,
@@ -34,7 +37,7 @@ from airflow_fc_async.core.http import (
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AsyncTransport", "SyncTransport", "run_async", "run_sync"]
+__all__ = ["AsyncSender", "AsyncTransport", "SyncSender", "SyncTransport", "run_async", "run_sync"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -298,3 +301,99 @@ async def _aonce(op: Op[T], sign: Callable[[Op[Any]], Call], transport: AsyncTra
     reply = await transport.send(call)
     _log_reply(call, reply)
     return handle_reply(op, reply)
+
+
+class SyncSender(RequestBuilder):
+    """Sends a builder's requests over one pooled ``requests`` session (thread-safe); :meth:`close` when done.
+
+    ``proxies`` (e.g. ``{"https": "http://proxy:3128"}``) replaces the proxy environment variables, which are
+    not read (``trust_env`` is off to keep per-call CPU low).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        proxies: dict[str, str] | None = None,
+        verify: bool | str = True,
+        pool_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            endpoint,
+            credentials,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=retry,
+            **options,
+        )
+        self._transport = SyncTransport(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            proxies=proxies,
+            verify=verify,
+            pool_size=pool_size or self.default_pool_size,
+        )
+
+    def _run(self, op: Op[Any]) -> Any:
+        return run_sync(op, self._sign, self._transport, self.retry)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncSender(RequestBuilder):
+    """The asyncio twin of :class:`SyncSender` (aiohttp, imported on first use); :meth:`aclose` when done."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        proxies: dict[str, str] | None = None,
+        verify: bool = True,
+        pool_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            endpoint,
+            credentials,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=retry,
+            **options,
+        )
+        self._transport = AsyncTransport(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            proxies=proxies,
+            verify=verify,
+            pool_size=pool_size or self.default_pool_size,
+        )
+
+    async def _run(self, op: Op[Any]) -> Any:
+        return await run_async(op, self._sign, self._transport, self.retry)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
