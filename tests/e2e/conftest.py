@@ -8,12 +8,23 @@ from typing import Any
 import pytest
 
 
+def reset_airflow_db() -> None:
+    """A fresh metadata DB; the root logger is kept (Airflow 2's migrations reconfigure it: level WARN)."""
+    import logging
+
+    from airflow.utils import db
+
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    db.resetdb()
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """A fresh metadata DB, once per session."""
-    from airflow.utils import db
-
-    db.resetdb()
+    reset_airflow_db()
 
 
 @pytest.fixture

@@ -134,9 +134,9 @@ def test_the_state_source_of_this_version() -> None:
 
         assert callable(RuntimeTaskInstance.get_task_states)
         return
-    from airflow.utils import db
+    from tests.e2e.conftest import reset_airflow_db
 
-    db.resetdb()
+    reset_airflow_db()
     ti = SimpleNamespace(dag_id="nope", task_id="t", run_id="r", map_index=-1)
     assert compat._airflow2_ti_state(ti) is None
 
