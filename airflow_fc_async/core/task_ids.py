@@ -18,8 +18,8 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-from airflow_fc_async.core.errors import FcValidationError
 from airflow_fc_async.core.models import AsyncTask, TaskStatus
+from airflow_fc_async.core.validation import check_task_id
 
 __all__ = [
     "MAX_TASK_ID_LENGTH",
@@ -35,7 +35,6 @@ __all__ = [
 MAX_TASK_ID_LENGTH = 128
 _HASH_LEN = 10
 _SUFFIX_RESERVE = 12  # "-t" + up to 10 digits
-_VALID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 _INVALID_RUN = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -103,15 +102,7 @@ def try_number_of(prefix: str, task_id: str, *, explicit: bool = False) -> int |
 
 def validate_task_id(field: str, value: str) -> str:
     """Check an async task id against FC's rules, naming the argument when it is wrong."""
-    if not isinstance(value, str):
-        raise FcValidationError(field, f"must be a string, got {type(value).__name__}")
-    if len(value) > MAX_TASK_ID_LENGTH:
-        raise FcValidationError(field, f"at most {MAX_TASK_ID_LENGTH} characters, got {len(value)}")
-    if not _VALID.match(value):
-        raise FcValidationError(
-            field, f"must start with a letter or '_' and hold only A-Z a-z 0-9 _ -, got {value!r}"
-        )
-    return value
+    return check_task_id(value, field)
 
 
 def pick_earlier_task(
