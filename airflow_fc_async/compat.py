@@ -19,6 +19,7 @@ __all__ = [
     "AIRFLOW2_DEFERRAL_TIMEOUT_ERROR",
     "AIRFLOW_V_3_3_PLUS",
     "USER_ACTION_CANCEL_MSG",
+    "dag_run_clear_number",
     "is_deferral_timeout",
     "is_user_action_cancel",
     "task_deferral_timeout",
@@ -90,6 +91,15 @@ def task_state_store(context: Mapping[str, Any]) -> Any | None:
         return context.get("task_state_store")
     except Exception:  # a Context that raises KeyError-like errors on older versions
         return None
+
+
+def dag_run_clear_number(context: Mapping[str, Any]) -> int | None:
+    """How often the DAG run was cleared (Airflow 3: ``DagRun.clear_number``), or None when unknown."""
+    try:
+        number = getattr(context.get("dag_run"), "clear_number", None)
+    except Exception:
+        return None
+    return number if isinstance(number, int) else None
 
 
 async def task_instance_still_deferred(task_instance: Any) -> bool:

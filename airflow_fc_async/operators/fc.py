@@ -214,6 +214,8 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
             except Exception as err:
                 self.log.warning("Reading the task state store failed: %s", err)
                 saved = None
+            if self._cleared_since(context, saved):
+                return None
             task = self._saved_task(saved)
             if task is not None:
                 return task
@@ -238,6 +240,24 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         except FcError as err:
             raise airflow_error(err, f"Reading FC async task {picked.task_id}") from err
         return self._reusable(picked, f"found by prefix {lookup}")
+
+    def _cleared_since(self, context: Context, saved: Any) -> bool:
+        """Whether a user cleared the run after the stored try invoked: then that try's task is not reused.
+
+        The clear killed that try, so its FC task is being stopped (``stop_on_kill``; in deferrable mode by the
+        trigger's ``on_kill``, which may come after this try starts): re-attaching would follow a task about to
+        end Stopped. A clear asks for a new run, so a new task is invoked (no prefix lookup either).
+        """
+        if not self.stop_on_kill or not isinstance(saved, dict):
+            return False
+        then, now = saved.get("clear_number"), compat.dag_run_clear_number(context)
+        if not isinstance(then, int) or now is None or now <= then:
+            return False
+        self.log.info(
+            "The run was cleared after FC task %s was invoked (it is stopped): invoking a new task",
+            saved.get("task_id"),
+        )
+        return True
 
     def _saved_task(self, saved: Any) -> AsyncTask | None:
         if not isinstance(saved, dict) or not saved.get("task_id"):
@@ -279,7 +299,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         if store is None:
             return
         try:
-            store.set(STATE_KEY, ref.to_dict())
+            store.set(STATE_KEY, {**ref.to_dict(), "clear_number": compat.dag_run_clear_number(context)})
         except Exception as err:  # the prefix lookup still finds it
             self.log.warning("Could not store FC task %s in the task state store: %s", ref.task_id, err)
 
