@@ -10,6 +10,11 @@ Event payloads (``status``):
 Every event carries ``lines`` (the progress lines seen here, for the task log) and ``progress`` (the tracker
 state). Transient errors (throttling, 5xx, connection) are logged and retried within the deadline.
 
+After its first read the trigger joins its loop's shared status poller
+(:mod:`~airflow_fc_async.core.status_poller`): with 2 or more tasks of the same function watched, one
+ListAsyncTasks scan per tick serves them all and the trigger reads its own task only when no scan showed it
+within its WaitPolicy gap.
+
 With ``logs`` (a :class:`~airflow_fc_async.core.function_logs.LogCursor` state, from ``stream_logs``), the
 function's new log lines are read from SLS after every status read, logged here in the triggerer, and added to
 ``lines`` (the last ones, bounded by ``cap_lines``) so that ``execute_complete`` prints them in the task log;
@@ -32,6 +37,7 @@ from airflow_fc_async.core.errors import FcError
 from airflow_fc_async.core.function_logs import LogCursor, cap_lines
 from airflow_fc_async.core.models import AsyncTask
 from airflow_fc_async.core.progress import ProgressTracker
+from airflow_fc_async.core.status_poller import TaskWatch, watch_task
 from airflow_fc_async.core.waiting import Deadline, WaitPolicy
 
 __all__ = ["FcAsyncTaskTrigger"]
@@ -129,6 +135,9 @@ class FcAsyncTaskTrigger(BaseTrigger):
         policy = WaitPolicy.for_poll_interval(self.poll_interval)
         deadline = Deadline(remaining, time.monotonic())
         reads = 0
+        watch: TaskWatch | None = None  # this loop's shared status poller, after the first read
+        asked, seen = False, time.monotonic()
+        task: AsyncTask | None = None
         try:
             while True:
                 if deadline.expired():
@@ -136,11 +145,22 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     yield self._event("timeout", lines, tracker, message="the deadline passed")
                     return
                 delay = deadline.sleep_for(policy, reads)
-                if math.isfinite(delay) and delay > 0:
+                listed: AsyncTask | None = None
+                if watch is not None:
+                    listed = await watch.next(delay)
+                    if listed is None and watch.seen_since(seen):
+                        seen = time.monotonic()  # a shared scan showed it unchanged: no read of our own
+                        if cursor is not None and task is not None:
+                            await self._read_logs(cursor, task, lines)
+                        continue
+                elif math.isfinite(delay) and delay > 0:
                     await asyncio.sleep(delay)
-                reads += 1
+                if listed is not None and listed.is_terminal and not listed.is_successful:
+                    listed = listed if listed.error_message else None  # no message listed: read the task
                 try:
-                    task: AsyncTask = await self._hook().aget_async_task(
+                    if listed is None:
+                        reads += 1
+                    task = listed or await self._hook().aget_async_task(
                         self.function_name, self.async_task_id, qualifier=self.qualifier
                     )
                 except FcError as err:
@@ -150,6 +170,11 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     self.log.error("Permanent error reading FC task %s: %s", self.async_task_id, err)
                     yield self._event("error", lines, tracker, message=str(err), retryable=False)
                     return
+                seen = time.monotonic()
+                if watch is not None and listed is None:
+                    watch.observed(task)
+                elif not asked and not task.is_terminal:
+                    asked, watch = True, await self._watch(task, policy)
                 for line in tracker.update(task):
                     self.log.info("FC task %s: %s", self.async_task_id, line)
                     lines.append(line)
@@ -174,7 +199,16 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     await self._stop("the deferred Airflow task was cancelled")
             raise
         finally:  # also runs when a caller takes one event and closes the generator (dag.test does)
+            if watch is not None:
+                watch.close()
             await self._close_hook()
+
+    async def _watch(self, task: AsyncTask, policy: WaitPolicy) -> TaskWatch | None:
+        """Register with this loop's shared status poller (None: the task has no startedTime to list by)."""
+        if task.started_time is None:
+            return None
+        client = await self._hook().aget_conn()
+        return await watch_task(client, self.function_name, task, policy, qualifier=self.qualifier)
 
     async def _read_logs(self, cursor: LogCursor, task: AsyncTask, lines: list[str]) -> None:
         """New function log lines: logged here and kept for the event; an error is logged, never raised."""
