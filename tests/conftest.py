@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,6 +14,10 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "example_dags"))
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+if version("apache-airflow").startswith(
+    "2."
+):  # 2.x's unit-test config says LocalExecutor, which refuses SQLite
+    os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "SequentialExecutor")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 

@@ -98,11 +98,11 @@ def test_a_retry_after_a_killed_try_reattaches_and_runs_once(
     dag = dag_with(
         dag_id,
         function_name="sleeper",
-        payload={"seconds": 5},  # still running when try 2 starts, also where the kill takes longer (3.0)
+        payload={"seconds": 6.5},  # running when try 2 starts (3.0 kills ~1.3 s late), done within its limit
         stop_on_kill=False,
         retries=1,
         retry_delay=timedelta(0),
-        execution_timeout=timedelta(seconds=2.5),
+        execution_timeout=timedelta(seconds=4),
     )
     dr = run_dag(dag)
     ti = task_instance(dr, "invoke")
@@ -111,7 +111,7 @@ def test_a_retry_after_a_killed_try_reattaches_and_runs_once(
     assert ti.try_number == 2
     result = ti.xcom_pull(task_ids="invoke")
     assert result["task_id"].endswith("-t1")  # the first try's task, re-attached
-    assert result["return_payload"] == {"slept": 5}
+    assert result["return_payload"] == {"slept": 6.5}
     assert ids_of(fc_conn, dag_id) == {result["task_id"]: 1}  # exactly one execution
     assert "Re-attaching to FC task" in out
     assert ("from the task state store" in out) is store
