@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -442,7 +443,7 @@ class FcAsyncTaskMixin:
         )
 
         def store(rec: Any) -> None:
-            ti = context.get("ti") if isinstance(context, dict) else None
+            ti = context.get("ti") if isinstance(context, Mapping) else None  # Airflow 2's Context: no dict
             if ti is not None:
                 ti.xcom_push(key="destination_record", value=rec.to_dict())
 
