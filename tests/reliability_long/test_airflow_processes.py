@@ -170,12 +170,20 @@ def test_r5_triggerer_killed_and_restarted_mid_wait(
     time.sleep(2)
     assert task.status is TaskStatus.RUNNING
     cluster.start("triggerer")
+    logs = cluster.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / "task_id=invoke"
+    cluster.wait_for(  # one trigger log per triggerer job that ran the trigger: the new one adopted it
+        "the new triggerer to adopt the trigger",
+        lambda: len(list(logs.glob("attempt=1.log.trigger.*"))) >= 2,
+        180,
+    )
+    adopted = time.monotonic() - t_kill
+    assert task.status is TaskStatus.RUNNING, "the FC task ended before the new triggerer adopted the trigger"
     cluster.wait_for(
         f"task instance of {run_id} success", lambda: cluster.ti_state(dag_id, run_id) == "success", 240, 1.0
     )
     print(
-        f"\n[reliability] R5 triggerer SIGKILL + restart: task instance succeeded "
-        f"{time.monotonic() - t_kill:.1f} s after the kill; FC task {task.status.value}"
+        f"\n[reliability] R5 triggerer SIGKILL + restart: trigger adopted by the new triggerer {adopted:.1f} s and "
+        f"task instance succeeded {time.monotonic() - t_kill:.1f} s after the kill; FC task {task.status.value}"
     )
     assert task.status is TaskStatus.SUCCEEDED
     assert stop_requests(emu) == stops_before, "a StopAsyncTask request was sent across the triggerer restart"
