@@ -63,7 +63,8 @@ _REGISTRY = _Registry()
 
 
 def poller_stats() -> dict[str, int]:
-    """What the pollers of this process did: ``scans``, ``list_requests``, ``listed``, ``dispatched``, ``errors``."""
+    """What the pollers of this process did: ``scans``, ``list_requests``, ``listed``, ``dispatched``, ``errors``,
+    ``scan_ms`` (total) and ``scan_ms_max`` (wall time of the scans)."""
     with _REGISTRY.lock:
         return dict(_REGISTRY.stats)
 
@@ -249,8 +250,11 @@ class _Poller:
                     changed.append(task)
                 if scan.done():
                     break
+        took = round((time.monotonic() - start) * 1000)
         with _REGISTRY.lock:
             _REGISTRY.count("scans")
+            _REGISTRY.count("scan_ms", took)
+            _REGISTRY.stats["scan_ms_max"] = max(_REGISTRY.stats.get("scan_ms_max", 0), took)
             _REGISTRY.count("list_requests", scan.pages)
             _REGISTRY.count("listed", scan.listed)
             _REGISTRY.count("dispatched", len(changed))
