@@ -41,6 +41,7 @@ __all__ = [
     "fetch_destination_record",
     "receiver_stats",
     "reset_receivers",
+    "stop_receivers",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,21 @@ def reset_receivers() -> None:
         _REGISTRY.stats.clear()
 
 
+def stop_receivers(timeout: float = 45.0) -> None:
+    """Stop every receiver thread of this process and wait for them (tests; process shutdown).
+
+    A receiver otherwise lingers after its last waiter while stored records' messages wait to be deleted when seen.
+    The wait is at most one long poll (the HTTP read cannot be interrupted).
+    """
+    with _REGISTRY.lock:
+        receivers = list(_REGISTRY.threads.values())
+    for receiver in receivers:
+        receiver.stopping = True
+        receiver.wake.set()
+    for receiver in receivers:
+        receiver.thread.join(timeout)
+
+
 def _claims(delivery: Any, queue: str, handle: str | None) -> list[tuple[Waiter, ClaimedRecord]]:
     out, given = [], False
     for waiter in delivery.waiters:
@@ -153,6 +169,7 @@ class _ReceiverBase:
         self.queue = key[2]
         self.dispatch = dispatch
         self.visibility: int | None = None
+        self.stopping = False  # set by stop_receivers(): stop even with stored messages left to delete
 
     def _next_plan(self, messages: list[Any]) -> BatchPlan:
         with _REGISTRY.lock:
@@ -178,7 +195,7 @@ class _AsyncReceiver(_ReceiverBase):
 
     def _stop_if_idle(self) -> bool:
         with _REGISTRY.lock:
-            if self.dispatch.has_work(time.monotonic()):
+            if self.dispatch.has_work(time.monotonic()) and not self.stopping:
                 return False
             _REGISTRY.tasks.pop((id(asyncio.get_running_loop()), self.key), None)
             return True
@@ -327,7 +344,7 @@ class _ThreadReceiver(_ReceiverBase):
 
     def _stop_if_idle(self) -> bool:
         with _REGISTRY.lock:
-            if self.dispatch.has_work(time.monotonic()):
+            if self.dispatch.has_work(time.monotonic()) and not self.stopping:
                 return False
             _REGISTRY.threads.pop(self.key, None)
             return True
