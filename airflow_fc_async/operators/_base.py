@@ -48,6 +48,9 @@ MAX_RESULT_BYTES = 48 * 1024
 STATE_KEY = "fc_async_task"
 """Key of the task state store (Airflow 3.3+) holding the FC task of the current task instance."""
 
+RECORD_KEY = "fc_destination_record"
+"""Key of the task state store holding the destination record once it was taken off the queue."""
+
 _DEFER_MARGIN = 60.0  # the trigger's own deadline fires this long before the deferral timeout
 _RESULT_READ_ATTEMPTS = 3
 
@@ -434,18 +437,29 @@ class FcAsyncTaskMixin:
         request_id = task.request_id or ref.request_id
         if not queue or not request_id:
             return None
+        from airflow_fc_async import compat
         from airflow_fc_async.core.errors import FcError
         from airflow_fc_async.hooks.mns import MnsHook
 
+        state = compat.task_state_store(context)
+        saved = _saved_record(state, request_id)
+        if saved is not None:  # an earlier try took the record off the queue; XCom did not outlive that try
+            self.log.info("Destination record of %s: kept by an earlier try", request_id)
+            self._push_record(context, saved)
+            return saved
         timeout = float(getattr(self, "destination_timeout", 30.0))
         self.log.info(
             "Waiting up to %g s for the destination record of %s on queue %s", timeout, request_id, queue
         )
 
         def store(rec: Any) -> None:
-            ti = context.get("ti") if isinstance(context, Mapping) else None  # Airflow 2's Context: no dict
-            if ti is not None:
-                ti.xcom_push(key="destination_record", value=rec.to_dict())
+            value = rec.to_dict()
+            if state is not None:  # Airflow 3.3+: survives a retry, which XCom does not
+                try:
+                    state.set(RECORD_KEY, value)
+                except Exception as err:
+                    self.log.warning("Could not keep the destination record in the task state store: %s", err)
+            self._push_record(context, value)
 
         try:
             rec = MnsHook(fc_conn_id=self.fc_conn_id).wait_for_destination_record(
@@ -466,6 +480,12 @@ class FcAsyncTaskMixin:
             return None
         self.log.info("Destination record of %s: condition=%r", request_id, rec.condition or "")
         return rec.to_dict()
+
+    @staticmethod
+    def _push_record(context: Any, value: dict[str, Any]) -> None:
+        ti = context.get("ti") if isinstance(context, Mapping) else None  # Airflow 2's Context: no dict
+        if ti is not None:
+            ti.xcom_push(key="destination_record", value=value)
 
     # -- cancellation --------------------------------------------------------------------------------------
     def _raise_if_killed(self, ref: TaskRef) -> None:
@@ -492,3 +512,16 @@ class FcAsyncTaskMixin:
             self.log.info("Stopped FC task %s: %s", ref.task_id, why)
         except Exception as err:
             self.log.warning("Could not stop FC task %s (%s): %s", ref.task_id, why, err)
+
+
+def _saved_record(state: Any, request_id: str) -> dict[str, Any] | None:
+    """The destination record of ``request_id`` an earlier try kept in the task state store, if any."""
+    if state is None:
+        return None
+    try:
+        saved = state.get(RECORD_KEY)
+    except Exception:
+        return None
+    if isinstance(saved, dict) and (saved.get("requestContext") or {}).get("requestId") == request_id:
+        return saved
+    return None
