@@ -481,6 +481,12 @@ def ack_destination_record(client: MnsClient, claim: ClaimedRecord) -> bool:
             deleted = True
         except FcNotFoundError:
             log.info("the message of record %s was visible again: deleted when seen", claim.record.request_id)
+        except FcError as exc:  # the record is stored: a failed delete must not lose it for the caller
+            log.warning(
+                "deleting the message of stored record %s failed (%s): deleted when seen",
+                claim.record.request_id,
+                exc,
+            )
     _acked(client, claim, deleted)
     return deleted
 
@@ -496,6 +502,12 @@ async def aack_destination_record(client: AsyncMnsClient, claim: ClaimedRecord) 
             deleted = True
         except FcNotFoundError:
             log.info("the message of record %s was visible again: deleted when seen", claim.record.request_id)
+        except FcError as exc:  # the record is stored: a failed delete must not lose it for the caller
+            log.warning(
+                "deleting the message of stored record %s failed (%s): deleted when seen",
+                claim.record.request_id,
+                exc,
+            )
     _acked(client, claim, deleted)
     return deleted
 
