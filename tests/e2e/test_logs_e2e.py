@@ -29,6 +29,19 @@ def dag_with(dag_id: str, **op_kwargs: Any) -> Any:
     return dag
 
 
+def captured(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """The run's log as ``[logger] message`` lines, each record once.
+
+    Airflow 3.3 sends task logs through structlog to stdout; 2.11 and 3.0 through stdlib logging, where
+    ``dag.test()`` also prints every record twice (two handlers): there the captured records are the truth.
+    """
+    out = capsys.readouterr().out
+    records = [r for r in caplog.records if r.name.startswith("airflow.task.")]
+    if not records:
+        return out
+    return "\n".join(f"[{r.name}] {r.getMessage()}" for r in caplog.records)
+
+
 def task_log(out: str) -> list[str]:
     """The records the Airflow task itself logged (not the triggerer's)."""
     return [line for line in out.splitlines() if "[airflow.task." in line]
@@ -41,14 +54,14 @@ def function_lines(lines: list[str]) -> list[tuple[int, int]]:
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
 def test_all_50_lines_in_order_each_once(
-    fc_conn: Any, capsys: pytest.CaptureFixture[str], deferrable: bool
+    fc_conn: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, deferrable: bool
 ) -> None:
     dag_id = f"e2e_logs_{'deferrable' if deferrable else 'blocking'}"
     dag = dag_with(
         dag_id, function_name="log-lines", payload={"count": 50, "seconds": 3}, deferrable=deferrable
     )
     dr = run_dag(dag)
-    out = capsys.readouterr().out
+    out = captured(capsys, caplog)
     assert dr.state == "success"
     log = task_log(out)
     assert function_lines(log) == [(1, n) for n in range(1, 51)]
@@ -64,12 +77,14 @@ def test_all_50_lines_in_order_each_once(
         assert numbers == sorted(set(numbers)) and numbers[-1] == 50
 
 
-def test_a_retry_shows_as_a_second_attempt(fc_conn: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_retry_shows_as_a_second_attempt(
+    fc_conn: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     dag = dag_with(
         "e2e_logs_retry", function_name="log-lines", payload={"count": 5, "seconds": 0.5, "fail_first": True}
     )
     dr = run_dag(dag)
-    out = capsys.readouterr().out
+    out = captured(capsys, caplog)
     assert dr.state == "success"
     log = task_log(out)
     assert function_lines(log) == [(1, n) for n in range(1, 6)] + [(2, n) for n in range(1, 6)]
@@ -78,21 +93,25 @@ def test_a_retry_shows_as_a_second_attempt(fc_conn: Any, capsys: pytest.CaptureF
     )
 
 
-def test_no_log_config_warns_once_and_succeeds(fc_conn: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_log_config_warns_once_and_succeeds(
+    fc_conn: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     dr = run_dag(dag_with("e2e_logs_none", function_name="echo", payload={"a": 1}))
-    out = capsys.readouterr().out
+    out = captured(capsys, caplog)
     assert dr.state == "success"
     assert out.count("has no logConfig") == 1
     assert task_instance(dr, "invoke").xcom_pull(task_ids="invoke")["return_payload"] == {"a": 1}
 
 
-def test_get_logs_errors_do_not_fail_the_task(fc_conn: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_logs_errors_do_not_fail_the_task(
+    fc_conn: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     before = fc_conn.stats()["faults"].get("GetLogs:500", 0)
     # every attempt of the first GetLogs call fails (the client retries 4 times), later calls succeed
     fc_conn.inject_faults(action="GetLogs", rate_500=1.0, count=4)
     dag = dag_with("e2e_logs_faults", function_name="log-lines", payload={"count": 20, "seconds": 2})
     dr = run_dag(dag)
-    out = capsys.readouterr().out
+    out = captured(capsys, caplog)
     assert dr.state == "success"
     assert fc_conn.stats()["faults"].get("GetLogs:500", 0) - before == 4
     assert "Reading function logs from SLS failed (1 so far; the task goes on)" in out
@@ -100,7 +119,7 @@ def test_get_logs_errors_do_not_fail_the_task(fc_conn: Any, capsys: pytest.Captu
 
 
 def test_sensor_streams_the_lines_of_a_task_it_watches(
-    fc_conn: Any, capsys: pytest.CaptureFixture[str]
+    fc_conn: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     from airflow.providers.common.compat.sdk import DAG
 
@@ -120,6 +139,6 @@ def test_sensor_streams_the_lines_of_a_task_it_watches(
         )
         invoke >> watch
     dr = run_dag(dag)
-    out = capsys.readouterr().out
+    out = captured(capsys, caplog)
     assert dr.state == "success"
     assert function_lines(task_log(out)) == [(1, n) for n in range(1, 11)]
