@@ -5,23 +5,41 @@
 - :func:`trigger_has_on_kill`: whether the triggerer calls ``on_kill``; before that, a trigger catches
   ``CancelledError`` and stops remote work only when its task instance is no longer deferred.
 - :func:`task_state_store`: the 3.3 store, or None before (re-attach then relies on the ListAsyncTasks lookup).
+- :func:`require_event_driven_scheduling`: event triggers (``BaseEventTrigger``, asset watchers) are 3.0+;
+  :func:`shared_stream_ack_mode`: 3.3 added shared streams with a persist-gated ack (``airflow.triggers.shared_stream``).
+- :func:`finalize_pushes_links`: Airflow 3's task runner pushes every extra link's value to XCom when the task
+  process ends (its finalize step, deferral included); Airflow 2's webserver only reads what the task pushed.
+- :func:`cancel_stops_remote_work`: before 3.3 a cancelled trigger itself tells a user's action from a restart.
+- :func:`is_deferral_timeout`: which exception of ``resume_execution`` is a deferral timeout (none of its own on 2).
+- :func:`aget_connection`: common-compat's async connection lookup, or the sync one in a thread (older provider).
+- :func:`connection_form_widgets`: Airflow 2's connection form (3.2+ reads ``conn-fields`` from the provider info).
+- :func:`is_xcom_arg`: ``XComArg`` lives in the task SDK on 3, in ``airflow.models`` on 2.
 """
 
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
 __all__ = [
     "AIRFLOW2_DEFERRAL_TIMEOUT_ERROR",
     "AIRFLOW_V_3_3_PLUS",
     "USER_ACTION_CANCEL_MSG",
+    "aget_connection",
+    "cancel_stops_remote_work",
+    "connection_form_widgets",
     "dag_run_clear_number",
+    "dag_run_marker",
+    "finalize_pushes_links",
     "is_deferral_timeout",
     "is_user_action_cancel",
+    "is_xcom_arg",
+    "require_event_driven_scheduling",
+    "shared_stream_ack_mode",
     "task_deferral_timeout",
     "task_instance_still_deferred",
     "task_state_store",
@@ -45,7 +63,40 @@ except ImportError:  # an older common-compat provider
     AIRFLOW_V_3_3_PLUS = _airflow_version() >= (3, 3)
 
 
+EVENT_DRIVEN_MIN_VERSION = (3, 0)
+
+
+def require_event_driven_scheduling(module: str) -> None:
+    """Raise ImportError naming the required Airflow version when event-driven scheduling is missing (2.x)."""
+    if _airflow_version() < EVENT_DRIVEN_MIN_VERSION:
+        from airflow import __version__
+
+        raise ImportError(
+            f"{module} needs Apache Airflow 3.0 or later (event-driven scheduling: BaseEventTrigger, "
+            f"AssetWatcher); this is Airflow {__version__}. The rest of airflow-fc-async works on it."
+        )
+
+
 @functools.cache
+def shared_stream_ack_mode() -> bool:
+    """True when the triggerer shares event-trigger streams and confirms persisted events (Airflow 3.3+)."""
+    try:
+        from airflow.triggers.shared_stream import AdvanceOutcome, reject_shared_stream_event  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def ui_plugin_supported() -> bool:
+    """The UI plugin (``fastapi_apps`` + ``external_views`` with destinations) needs Airflow 3.1+."""
+    return _airflow_version() >= (3, 1)
+
+
+@functools.cache
+def finalize_pushes_links() -> bool:
+    return _airflow_version() >= (3, 0)
+
+
 def trigger_has_on_kill() -> bool:
     """True when ``BaseTrigger`` defines ``on_kill`` (the triggerer then calls it on user actions)."""
     from airflow.triggers.base import BaseTrigger
@@ -55,6 +106,18 @@ def trigger_has_on_kill() -> bool:
 
 def is_user_action_cancel(exc: BaseException) -> bool:
     return bool(exc.args) and exc.args[0] == USER_ACTION_CANCEL_MSG
+
+
+async def cancel_stops_remote_work(exc: BaseException, task_instance: Any) -> bool:
+    """Whether a trigger cancelled with ``exc`` stops its remote work itself (when its user asked for that).
+
+    Only before 3.3 (no ``on_kill``): then only a task instance that left DEFERRED means a user acted; one still
+    DEFERRED is a triggerer restart, and its remote work goes on under the next triggerer. From 3.3 ``on_kill``
+    does it, and a cancel is never a reason to stop.
+    """
+    if trigger_has_on_kill() or is_user_action_cancel(exc):
+        return False
+    return not await task_instance_still_deferred(task_instance)
 
 
 AIRFLOW2_DEFERRAL_TIMEOUT_ERROR = "Trigger/execution timeout"
@@ -85,6 +148,46 @@ def is_deferral_timeout(exc: BaseException) -> bool:
     return cls.__name__ == "TaskDeferralTimeout" or str(exc) == AIRFLOW2_DEFERRAL_TIMEOUT_ERROR
 
 
+def is_xcom_arg(value: Any) -> bool:
+    """Whether ``value`` is an ``XComArg`` (an operator argument resolved only when the task runs)."""
+    try:
+        from airflow.sdk.definitions.xcom_arg import XComArg
+    except ImportError:  # pragma: no cover - Airflow 2
+        from airflow.models.xcom_arg import XComArg
+    return isinstance(value, XComArg)
+
+
+async def aget_connection(conn_id: str, hook: type[Any]) -> tuple[Any, dict[str, Any]]:
+    """A connection and its extras, read without blocking the event loop (a trigger's hook)."""
+    try:
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+    except ImportError:  # an older common-compat provider: the sync lookup, in a thread
+        from airflow.providers.common.compat.sdk import BaseHook
+        from asgiref.sync import sync_to_async
+
+        conn = await sync_to_async(BaseHook.get_connection)(conn_id)
+        extra = await sync_to_async(lambda: conn.extra_dejson)()
+    else:
+        conn = await get_async_connection(conn_id, hook=hook)
+        extra = await get_async_extra_dejson(conn)
+    return conn, extra
+
+
+def connection_form_widgets(labels: Mapping[str, str], secrets: Collection[str]) -> dict[str, Any]:
+    """Airflow 2's connection form: a Flask-AppBuilder text field per extra (``{name: label}``), a password field
+    for each name in ``secrets``. Airflow 3.2+ builds its form from ``conn-fields`` in the provider info."""
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import PasswordField, StringField
+
+    def widget(name: str, label: str) -> Any:
+        if name in secrets:
+            return PasswordField(lazy_gettext(label), widget=BS3PasswordFieldWidget())
+        return StringField(lazy_gettext(label), widget=BS3TextFieldWidget())
+
+    return {name: widget(name, label) for name, label in labels.items()}
+
+
 def task_state_store(context: Mapping[str, Any]) -> Any | None:
     """The task state store of the running try (Airflow 3.3+), or None."""
     try:
@@ -100,6 +203,37 @@ def dag_run_clear_number(context: Mapping[str, Any]) -> int | None:
     except Exception:
         return None
     return number if isinstance(number, int) else None
+
+
+def dag_run_marker(context: Mapping[str, Any]) -> str | None:
+    """What tells this DAG run from an earlier one under the same run id, when Airflow keeps anything.
+
+    A DAG run can be deleted and created again under its run id (``airflow dags test DAG DATE`` twice): the
+    generated FC task ids fold this marker in, so the new run usually does not meet the old run's tasks. Airflow 3:
+    ``run_after``; Airflow 2: the DAG run's database id and start date. Neither is sure (``dags test`` with the same
+    date may repeat both), so a 409 is still never taken as this run's without the task state store.
+    """
+    try:
+        dag_run = context.get("dag_run")
+    except Exception:
+        return None
+    run_after = getattr(dag_run, "run_after", None)
+    if isinstance(run_after, datetime):
+        return f"a{_epoch_us(run_after)}"
+    parts = []
+    run_db_id = getattr(dag_run, "id", None)
+    if isinstance(run_db_id, int):
+        parts.append(f"i{run_db_id}")
+    start = getattr(dag_run, "start_date", None)
+    if isinstance(start, datetime):
+        parts.append(f"s{_epoch_us(start)}")
+    return "-".join(parts) or None
+
+
+def _epoch_us(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1_000_000)
 
 
 async def task_instance_still_deferred(task_instance: Any) -> bool:

@@ -121,11 +121,13 @@ class EmulatorProcess:
     proc: subprocess.Popen[str]
     endpoint: str
     connection_json: str
+    admin_token: str
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")
         request = urllib.request.Request(f"{self.endpoint}/_emulator/{path}", data=data, method=method)
         request.add_header("content-type", "application/json")
+        request.add_header("x-emulator-admin-token", self.admin_token)
         with urllib.request.urlopen(request, timeout=30) as reply:
             return json.loads(reply.read())
 
@@ -154,10 +156,12 @@ def start_emulator(*args: str) -> Iterator[EmulatorProcess]:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        match = re.search(r"endpoint (\S+) .*AIRFLOW_CONN_FC_DEFAULT='(.*)'$", line.strip())
+        match = re.search(
+            r"endpoint (\S+) .*admin token (\S+) .*AIRFLOW_CONN_FC_DEFAULT='(.*)'$", line.strip()
+        )
         if not match:
             raise RuntimeError(f"the emulator did not start: {line!r}")
-        yield EmulatorProcess(proc, match.group(1).rstrip(","), match.group(2))
+        yield EmulatorProcess(proc, match.group(1).rstrip(","), match.group(3), match.group(2))
     finally:
         proc.terminate()
         try:

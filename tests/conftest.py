@@ -14,6 +14,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "example_dags"))
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# One fernet key for the whole session: every process and every config reload encrypts trigger kwargs alike (the
+# example dead-letter handler's asset-watcher trigger row, written by one test, is decrypted by later DAG syncs).
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "ZmMtYXN5bmMtdGVzdHMtZml4ZWQtZmVybmV0LWtleSE=")
 if version("apache-airflow").startswith(
     "2."
 ):  # 2.x's unit-test config says LocalExecutor, which refuses SQLite

@@ -12,9 +12,24 @@ and :class:`QueueDispatch` decides, batch by batch, what to do with each message
   back at once.
 * **a copy of a record already handed over** (same request id, or the same message seen again after the
   acknowledgement): deleted; the waiter was resolved once, so a record redelivered twice is stored once.
-* **foreign** (anything else, including records nobody in this process waits for): never deleted; handed back
-  on the schedule of :meth:`SharePolicy.foreign_hold`. Records among them are cached for a while (request id ->
-  record), so a waiter that registers a moment later gets its record without another receive.
+* **a record of an awaited function that nobody here waits for** (its waiter lives in another process, on this
+  or another machine, or registers a moment later): handed back at once (``hand_back``, 1 s), never held, so the
+  process that waits for it receives it on its next receive. A process knows the functions its own waiters
+  named in the last ``function_memory`` seconds (a waiter that names none hands back nobody's records: a
+  record-cycling wildcard would let orphan records of every function block the sweep). After
+  ``record_touches`` receives by this process without a claim it counts as foreign (an orphan: bounded cost).
+* **foreign** (anything else: not a record, or a record of a function nobody here awaits): never deleted; handed
+  back on the schedule of :meth:`SharePolicy.foreign_hold`. A record handed to a waiter that only looked at it
+  (``delete_on_read`` False: push completion) is on that schedule from its second touch when it comes back, and
+  its return does not count as an idle batch (it is expected; backing off would delay the next record).
+
+Nothing is served from memory: a record always reaches its waiter with a receipt handle from a receive, so its
+message is deleted once the record is stored, whichever process received it first.
+
+Cost per record with ``P`` processes receiving from the queue (each with at least one waiter): at most
+``1/16`` receive + 1 hold + 1 delete for its owner, plus, for every other process that receives it before the
+owner does, ``1/16`` receive + 1 ChangeMessageVisibility: ``<= (P + 1) * (1/16 + 1) + 1`` requests, and at most
+``P * record_touches`` hand-backs for a record that nobody claims.
 
 Reconciling "hand foreign messages back at once" with "touch them as rarely as possible": MNS serves visible
 messages roughly oldest first, so a message handed back after 1 s is served again ahead of everything newer:
@@ -53,6 +68,7 @@ __all__ = [
     "ReceivedMessage",
     "SharePolicy",
     "Waiter",
+    "fit_record",
     "format_failure_message",
 ]
 
@@ -77,11 +93,11 @@ class SharePolicy:
     max_hold: int = 900
     batch_size: int = 16
     long_poll: int = 20
-    max_backoff: float = 30.0
-    cache_seconds: float = 300.0
-    cache_size: int = 10_000
+    max_backoff: float = 10.0
     memory_size: int = 200_000
-    pending_seconds: float = 60.0
+    pending_seconds: float = 300.0
+    record_touches: int = 200
+    function_memory: float = 900.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.hand_back <= self.sweep_hold <= self.max_hold <= 43200:
@@ -132,6 +148,7 @@ class Waiter:
     delete_on_read: bool = True
     hold_seconds: int = 60
     slot: Any = field(default=None, repr=False)
+    function_name: str | None = None
     id: int = field(default_factory=lambda: next(_ids))
 
 
@@ -157,6 +174,7 @@ class BatchPlan:
     deletes: list[str] = field(default_factory=list)
     delay: float = 0.0
     foreign: int = 0
+    handed_back: int = 0
 
 
 @dataclass
@@ -167,6 +185,7 @@ class _Handled:
     at: float
     acked: bool = False
     original_deleted: bool = False
+    handle: str | None = None  # a live receipt handle whose waiter left before it took the record
 
     @property
     def pending(self) -> bool:
@@ -183,36 +202,58 @@ class QueueDispatch:
         self.policy = policy or SharePolicy()
         self._waiters: dict[str, list[Waiter]] = {}
         self._touches: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self._cache: OrderedDict[str, tuple[DestinationRecord, str, float]] = OrderedDict()
+        self._functions: dict[str, float] = {}  # function name -> last registration (monotonic)
         self._handled: OrderedDict[str, _Handled] = OrderedDict()
+        self._looked: OrderedDict[str, float] = OrderedDict()  # request ids whose only waiters just looked
         self.idle_batches = 0
         self.delivered = 0
 
     # -- waiters ----------------------------------------------------------------------------------------------
     def register(self, waiter: Waiter, now: float) -> Delivery | None:
-        """Add a waiter; a delivery at once when the record was seen a moment ago (from the cache) or handed over
-        already in this process (a second waiter for the same request id)."""
+        """Add a waiter; a delivery at once only when this process handed the record over already (a second
+        waiter for the same request id). Otherwise the next receive finds it: other processes hand it back at once."""
         self._expire(now)
-        cached = self._cache.get(waiter.request_id)
-        if cached is not None:
-            record, message_id, _ = cached
-            self._mark_handled(record, message_id, waiter.delete_on_read, now)
-            self.delivered += 1
-            return Delivery(record, message_id, (waiter,), None, None)
+        if waiter.function_name:
+            self._functions[waiter.function_name] = now
         handled = self._handled.get(waiter.request_id)
         if handled is not None:
             handled.delete = handled.delete or waiter.delete_on_read
             return Delivery(handled.record, handled.message_id, (waiter,), None, None)
         self._waiters.setdefault(waiter.request_id, []).append(waiter)
-        self.idle_batches = min(self.idle_batches, 1)  # someone new: look again soon, but do not spin
+        self.idle_batches = 0  # someone new: receive now
         return None
 
-    def unregister(self, waiter: Waiter) -> None:
+    def handle_back(self, request_id: str, handle: str) -> None:
+        """A claim reached a waiter that had already left (cancelled, timed out, its loop closed): keep its live
+        handle for the next waiter of the same request id, which would otherwise get the record without one (and
+        could not delete the message this process holds invisible)."""
+        handled = self._handled.get(request_id)
+        if handled is not None and not handled.acked:
+            handled.handle = handle
+
+    def take_handle(self, request_id: str) -> str | None:
+        """The handle kept by :meth:`handle_back`, once."""
+        handled = self._handled.get(request_id)
+        if handled is None:
+            return None
+        handle, handled.handle = handled.handle, None
+        return handle
+
+    def awaits_function(self, record: DestinationRecord) -> bool:
+        """Whether a waiter of this process named the record's function lately."""
+        name = (record.function_name or "").split("/")[0]  # an ARN may go on with a qualifier
+        return name in self._functions
+
+    def unregister(self, waiter: Waiter, now: float | None = None) -> None:
         waiters = self._waiters.get(waiter.request_id)
         if waiters and waiter in waiters:
             waiters.remove(waiter)
             if not waiters:
                 del self._waiters[waiter.request_id]
+                if not waiter.delete_on_read and now is not None:
+                    # a waiter that only looked left before its record came (push completion: the poll was first)
+                    self._looked.pop(waiter.request_id, None)
+                    self._looked[waiter.request_id] = now
 
     @property
     def waiting(self) -> int:
@@ -222,6 +263,10 @@ class QueueDispatch:
         """True while someone waits, or an acknowledged record's message still has to be deleted when seen."""
         self._expire(now)
         return bool(self._waiters) or any(h.pending for h in self._handled.values())
+
+    def taken(self, waiter: Waiter) -> bool:
+        """Whether ``waiter`` was taken off with its record by a delivery (its hold may still be in flight)."""
+        return waiter not in self._waiters.get(waiter.request_id, ())
 
     def fail_all(self) -> list[Waiter]:
         """Remove and return every waiter (the queue failed in a way retrying cannot fix)."""
@@ -238,6 +283,16 @@ class QueueDispatch:
             handled.original_deleted = handled.original_deleted or deleted
             handled.at = now
             self._handled.move_to_end(request_id)
+
+    def stored_elsewhere(self, record: DestinationRecord, message_id: str, now: float) -> None:
+        """A record stored by its caller whose message this process did not receive (it came in a trigger event)
+        and could not delete by handle: delete its message when a receive shows it."""
+        self._mark_handled(record, message_id, True, now)
+        self.acked(record.request_id, now, deleted=False)
+
+    def pending(self, request_id: str) -> bool:
+        handled = self._handled.get(request_id)
+        return handled is not None and handled.pending
 
     # -- one batch ----------------------------------------------------------------------------------------------
     def plan(
@@ -262,6 +317,8 @@ class QueueDispatch:
             ):
                 # a copy of a record already handed over (even in this batch), or its stored message
                 plan.deletes.append(handle)
+                if handled.acked and msg.message_id == handled.message_id:
+                    handled.original_deleted = True
                 progress = True
                 continue
             if record is not None and record.request_id in self._waiters:
@@ -279,12 +336,27 @@ class QueueDispatch:
                 self.delivered += 1
                 progress = True
                 continue
-            # foreign: never deleted; cached when it is a record; handed back on the schedule
-            if record is not None and handled is None:
-                self._cache_record(record, msg.message_id, now)
             touches = self._touch(msg.message_id, now)
-            if touches == 1:
+            if touches == 1 or (record is not None and record.request_id in self._looked):
+                progress = True  # new, or the record of a looking waiter that left before it came: expected
+            if (
+                record is not None
+                and handled is None
+                and touches <= self.policy.record_touches
+                and self.awaits_function(record)
+            ):
+                # someone else's record (another process, or a waiter still to come): back at once, never held
+                plan.visibility.append((handle, self.policy.hand_back))
+                plan.handed_back += 1
+                continue
+            if record is not None and handled is not None and not handled.delete:
+                # a record handed over without taking it (a waiter only looked: push completion), back after its
+                # hand-back: expected, so no back-off (that would delay the next push), and it is on its second
+                # touch of the schedule already (the delivery was the first)
                 progress = True
+                touches += 1
+
+            # foreign: never deleted; handed back on the schedule
             hold_s = self.policy.foreign_hold(touches, full_batch=full)
             if hold_s != queue_visibility:  # the receive already hid it for exactly that long otherwise
                 plan.visibility.append((handle, hold_s))
@@ -307,21 +379,18 @@ class QueueDispatch:
     def touches(self, message_id: str) -> int:
         return self._touches.get(message_id, (0, 0.0))[0]
 
-    def _cache_record(self, record: DestinationRecord, message_id: str, now: float) -> None:
-        self._cache.pop(record.request_id, None)
-        self._cache[record.request_id] = (record, message_id, now)
-        while len(self._cache) > self.policy.cache_size:
-            self._cache.popitem(last=False)
-
     def _mark_handled(self, record: DestinationRecord, message_id: str, delete: bool, now: float) -> None:
-        self._cache.pop(record.request_id, None)
         self._handled.pop(record.request_id, None)
         self._handled[record.request_id] = _Handled(record, message_id, delete, now)
 
     def _expire(self, now: float) -> None:
         _drop_older(self._touches, now - self.policy.memory_seconds, lambda v: v[1])
-        _drop_older(self._cache, now - self.policy.cache_seconds, lambda v: v[2])
-        horizon = now - max(self.policy.pending_seconds, self.policy.cache_seconds)
+        _drop_older(self._looked, now - self.policy.pending_seconds, lambda v: v)
+        live = {w.function_name for ws in self._waiters.values() for w in ws}
+        for name in [n for n, t in self._functions.items() if t < now - self.policy.function_memory]:
+            if name not in live:  # a function stays awaited while a waiter for it waits
+                del self._functions[name]
+        horizon = now - self.policy.pending_seconds
         while self._handled:
             key, h = next(iter(self._handled.items()))
             if h.at >= horizon:
@@ -352,3 +421,24 @@ def format_failure_message(record: DestinationRecord | None, *, limit: int = 200
         f"responsePayload={text or '-'}",
     )
     return f"destination record of request {record.request_id}: " + ", ".join(parts)
+
+
+PAYLOAD_KEYS = ("responsePayload", "requestPayload")
+
+
+def fit_record(record: dict[str, Any], budget: int) -> tuple[dict[str, Any], list[str]]:
+    """The record dict within ``budget`` bytes of JSON: ``responsePayload``, then ``requestPayload`` replaced by
+    None (with ``<key>_truncated: True``) until it fits. Returns the record and the keys dropped."""
+    out, dropped = dict(record), []
+    for key in PAYLOAD_KEYS:
+        if _json_size(out) <= budget:
+            break
+        if out.get(key) is not None:
+            out[key] = None
+            out[f"{key}_truncated"] = True
+            dropped.append(key)
+    return out, dropped
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, default=str))

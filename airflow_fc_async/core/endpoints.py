@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 __all__ = [
+    "EMULATOR_CONSOLE_PREFIX",
     "FC_API_VERSION",
     "FC_ENDPOINTS",
     "MNS_API_VERSION",
@@ -17,10 +18,14 @@ __all__ = [
     "H",
     "console_task_url",
     "destination_arn",
+    "emulator_console_task_pattern",
+    "emulator_console_task_url",
     "fc_host",
     "function_arn",
+    "is_emulator_endpoint",
     "mns_host",
     "mns_queue_arn",
+    "parse_console_task_url",
     "parse_mns_queue_arn",
     "sls_host",
     "sls_project_address",
@@ -116,7 +121,7 @@ MNS_ENDPOINTS: dict[str, Endpoint] = {
 SLS_ENDPOINTS: dict[str, Endpoint] = {
     e.action: e
     for e in (
-        # GetLogs v1: no body, a JSON array back (sls-logs.md); the project is addressed by the Host header.
+        # GetLogs v1: no body, a JSON array back; the project is addressed by the Host header.
         Endpoint("GetLogs", "GET", "/logstores/{logstore}"),
     )
 }
@@ -174,9 +179,61 @@ def destination_arn(value: str, region: str, account_id: str) -> str:
     return value if value.startswith("acs:") else mns_queue_arn(region, account_id, value)
 
 
+_CONSOLE_TASK = Endpoint("ConsoleAsyncTask", "GET", "/{region}/functions/{function}/async-task/{task_id}")
+_CONSOLE_HOST = "fcnext.console.aliyun.com"
+
+
 def console_task_url(region: str, function_name: str, task_id: str, qualifier: str = "LATEST") -> str:
     """The FC console page of one async task."""
-    return (
-        f"https://fcnext.console.aliyun.com/{region}/functions/{quote(function_name, safe='')}"
-        f"/async-task/{quote(task_id, safe='')}?qualifier={quote(qualifier, safe='')}"
-    )
+    path = _CONSOLE_TASK.path(region=region, function=function_name, task_id=task_id)
+    return f"https://{_CONSOLE_HOST}{path}?qualifier={quote(qualifier, safe='')}"
+
+
+EMULATOR_CONSOLE_PREFIX = "/_console"
+"""The emulator's read-only console pages (GET only, no credential: they are what the extra link opens)."""
+
+_EMULATOR_CONSOLE_TASK = Endpoint(
+    "ConsoleAsyncTask", "GET", EMULATOR_CONSOLE_PREFIX + "/functions/{function}/async-tasks/{task_id}"
+)
+
+
+def is_emulator_endpoint(endpoint: str) -> bool:
+    """True for an endpoint on a loopback host (``localhost``, ``127.0.0.0/8``, ``::1``): how the link side tells
+    the emulator from Alibaba Cloud. A VPC endpoint or a proxy is an override too, but not on loopback."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(endpoint).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def emulator_console_task_url(
+    endpoint: str, function_name: str, task_id: str, qualifier: str = "LATEST"
+) -> str:
+    """The emulator's console page of one async task (``endpoint`` is its scheme://host:port)."""
+    path = _EMULATOR_CONSOLE_TASK.path(function=function_name, task_id=task_id)
+    return f"{endpoint.rstrip('/')}{path}?qualifier={quote(qualifier, safe='')}"
+
+
+def emulator_console_task_pattern() -> re.Pattern[str]:
+    """The route of :func:`emulator_console_task_url` (the emulator serves it)."""
+    return _EMULATOR_CONSOLE_TASK.pattern()
+
+
+def parse_console_task_url(url: str) -> tuple[str, str, str] | None:
+    """``(function, task id, qualifier)`` of a URL built by :func:`console_task_url` or
+    :func:`emulator_console_task_url` (what the extra link stores); None for any other URL."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    route = _CONSOLE_TASK.pattern() if parts.hostname == _CONSOLE_HOST else emulator_console_task_pattern()
+    m = route.match(parts.path)
+    if not m:
+        return None
+    qualifier = (parse_qs(parts.query).get("qualifier") or ["LATEST"])[0] or "LATEST"
+    return unquote(m["function"]), unquote(m["task_id"]), qualifier

@@ -18,7 +18,10 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
+    "FUNCTION_MISSING_CODES",
     "FcApiError",
     "FcAuthError",
     "FcConflictError",
@@ -32,13 +35,37 @@ __all__ = [
     "FcTransportError",
     "FcValidationError",
     "api_error",
+    "redact",
+    "task_id_in_use",
 ]
 
 
+# A credential-bearing header or parameter and its value, as a server may quote them back: FC's SignatureNotMatch
+# shows the canonical request (``x-acs-security-token:...``), a proxy may echo the request headers.
+_SECRET_FIELD = re.compile(
+    r"(?i)(?P<name>x-acs-security-token|x-mns-security-token|security-token|securitytoken|x-acs-accesskey-secret"
+    r"|access[-_]?key[-_]?secret|x-acs-signature|signature)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"'&,;<\\]+)"
+)
+_AUTHORIZATION = re.compile(
+    r"(?i)(?P<name>authorization)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\r\n\"'<\\]+)"
+)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of credential-bearing headers and parameters replaced by ``***``."""
+    for pattern in (_AUTHORIZATION, _SECRET_FIELD):
+        text = pattern.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", text)
+    return text
+
+
 class FcError(Exception):
-    """Base of every error raised on purpose by this package."""
+    """Base of every error raised on purpose by this package; its text never carries a credential."""
 
     retryable: bool = False
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class FcValidationError(FcError, ValueError):
@@ -79,7 +106,7 @@ class FcApiError(FcError):
         request_id: str | None,
         retry_after: float | None = None,
     ) -> None:
-        self.message = msg
+        self.message = redact(msg)
         self.status = status
         self.code = code
         self.request_id = request_id
@@ -125,6 +152,11 @@ class FcServerError(FcApiError):
     pass
 
 
+FUNCTION_MISSING_CODES = frozenset(
+    {"FunctionNotFound", "AliasNotFound", "VersionNotFound", "ServiceNotFound"}
+)
+"""404 codes that mean the function (or its qualifier) is missing, not the object asked for."""
+
 _THROTTLE_CODES = frozenset(
     {"ResourceExhausted", "Throttling", "QpsLimitExceeded", "ReadQuotaExceed", "ShardReadQuotaExceed"}
 )
@@ -159,4 +191,14 @@ def api_error(
         cls = FcApiError
     return cls(
         message or "(no message)", status=status, code=code, request_id=request_id, retry_after=retry_after
+    )
+
+
+def task_id_in_use(task_id: str, function_name: str, why: str) -> str:
+    """The message of a refused task id: which id, that FC refused it as used, why it is not ours, what to do."""
+    return (
+        f"FC refused async task id {task_id!r} of function {function_name} as already used (409), and the "
+        f"existing task is not this request: {why}. Its result is not reported. A task id is an idempotency key: "
+        "the same id with the same payload returns the existing task's result; a new invocation needs a new id "
+        "(e.g. a templated async_task_id such as 'nightly-{{ ds }}', or the operator's generated id)"
     )

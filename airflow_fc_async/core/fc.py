@@ -4,8 +4,9 @@ Both inherit every request and every reply reading from :class:`FcRequests`, whi
 differ only in how they send. Inputs are validated before anything is sent.
 
 Invoke is made safe to retry: a task id is always sent (generated here when the caller gives none), so a
-repeated InvokeFunction cannot start the function twice; FC answers the repeat with 409, and a 409 on a retry
-is resolved by reading the task back (same payload: it was our own first attempt, which did reach FC).
+repeated InvokeFunction cannot start the function twice. Every 409 (the id is taken) is resolved in one place,
+``FcRequests._resolve_conflict``: the task is read back, and it is returned (``AsyncInvocation.existing``) only
+when it holds this very payload; otherwise the invoke fails with a ``FcConflictError`` saying so.
 """
 
 from __future__ import annotations
@@ -56,15 +57,14 @@ class FcClient(SyncSender, FcRequests):
                 try:
                     return handle_reply(inv.op, reply)
                 except FcConflictError as err:
-                    if attempt.retry_state.attempt_number == 1:
-                        raise self._first_conflict(inv, err) from None
                     try:
                         task: AsyncTask | None = self.get_async_task(
                             inv.function_name, inv.task_id, qualifier=inv.qualifier
                         )
                     except FcNotFoundError:
                         task = None
-                    return self._resolve_conflict(inv, err, task)
+                    retry = attempt.retry_state.attempt_number > 1
+                    return self._resolve_conflict(inv, err, task, retry=retry)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def invoke_sync(self, function_name: str, payload: Any, *, qualifier: str = "LATEST") -> bytes:
@@ -156,7 +156,10 @@ class FcClient(SyncSender, FcRequests):
 
 
 class AsyncFcClient(AsyncSender, FcRequests):
-    """The asyncio twin of :class:`FcClient` (same method names, awaited); :meth:`aclose` when done."""
+    """The asyncio twin of :class:`FcClient` (same method names, awaited); :meth:`aclose` when done. The
+    clients of one event loop share one connection pool per endpoint (short requests only)."""
+
+    share_pool = True
 
     async def invoke_async(
         self,
@@ -174,15 +177,14 @@ class AsyncFcClient(AsyncSender, FcRequests):
                 try:
                     return handle_reply(inv.op, reply)
                 except FcConflictError as err:
-                    if attempt.retry_state.attempt_number == 1:
-                        raise self._first_conflict(inv, err) from None
                     try:
                         task: AsyncTask | None = await self.get_async_task(
                             inv.function_name, inv.task_id, qualifier=inv.qualifier
                         )
                     except FcNotFoundError:
                         task = None
-                    return self._resolve_conflict(inv, err, task)
+                    retry = attempt.retry_state.attempt_number > 1
+                    return self._resolve_conflict(inv, err, task, retry=retry)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def invoke_sync(self, function_name: str, payload: Any, *, qualifier: str = "LATEST") -> bytes:

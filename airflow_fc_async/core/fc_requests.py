@@ -12,11 +12,13 @@ from typing import Any
 
 from airflow_fc_async.core.endpoints import FC_ENDPOINTS, H
 from airflow_fc_async.core.errors import (
+    FUNCTION_MISSING_CODES,
     FcApiError,
     FcConflictError,
     FcNotFoundError,
     FcResponseError,
     FcValidationError,
+    task_id_in_use,
 )
 from airflow_fc_async.core.http import (
     Call,
@@ -53,7 +55,6 @@ __all__ = ["FcRequests"]
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
-_FUNCTION_MISSING = frozenset({"FunctionNotFound", "AliasNotFound", "VersionNotFound", "ServiceNotFound"})
 
 
 @dataclass(frozen=True)
@@ -137,25 +138,36 @@ class FcRequests(RequestBuilder):
         return _Invoke(op, fn, q, tid, body)
 
     @staticmethod
-    def _first_conflict(inv: _Invoke, err: FcConflictError) -> FcConflictError:
-        return FcConflictError(
-            f"task id {inv.task_id!r} already used for {inv.function_name}: pick a new task id ({err.message})",
-            status=err.status,
-            code=err.code,
-            request_id=err.request_id,
-        )
+    def _resolve_conflict(
+        inv: _Invoke, err: FcConflictError, task: AsyncTask | None, *, retry: bool
+    ) -> AsyncInvocation:
+        """The one rule for a 409 on InvokeFunction (the id is taken): a task id is an idempotency key.
 
-    @staticmethod
-    def _resolve_conflict(inv: _Invoke, err: FcConflictError, task: AsyncTask | None) -> AsyncInvocation:
-        """After a 409 on a retry: our own earlier attempt (same payload) is a success, anything else is not."""
-        if task is not None and _same_payload(task.payload, inv.body):
+        The existing task is returned when it holds this very payload; anything else is refused with
+        :func:`task_id_in_use`. On a ``retry`` (an earlier attempt of this call may have reached FC) a payload that
+        is not UTF-8 is compared as FC records it (invalid bytes replaced); on a first attempt it must match as is.
+        """
+        if task is not None and _same_payload(task.payload, inv.body, lossy=retry):
             log.info(
-                "invoke of %s: task %s already accepted by an earlier attempt", inv.function_name, inv.task_id
+                "invoke of %s: task %s already exists with this payload (%s)",
+                inv.function_name,
+                inv.task_id,
+                "an earlier attempt of this call" if retry else "the same id used before",
             )
-            return AsyncInvocation(task_id=inv.task_id, request_id=task.request_id)
-        why = "no task record found" if task is None else "it holds another payload"
+            return AsyncInvocation(
+                task_id=inv.task_id,
+                request_id=task.request_id,
+                existing=task,
+                conflict="retry" if retry else "same-id",
+            )
+        if task is None:
+            why = "no task with that id could be read back"
+        elif not _utf8(inv.body):
+            why = "this payload is not UTF-8, so FC's record of it cannot prove it is the same"
+        else:
+            why = "that task holds another payload"
         raise FcConflictError(
-            f"task id {inv.task_id!r} already used for {inv.function_name} and not by this request ({why})",
+            task_id_in_use(inv.task_id, inv.function_name, why),
             status=err.status,
             code=err.code,
             request_id=err.request_id,
@@ -266,7 +278,7 @@ class FcRequests(RequestBuilder):
 
     def _get_config_op(self, function_name: str, qualifier: str) -> Op[AsyncInvokeConfig | None]:
         def recover(err: FcApiError, reply: Reply) -> None:
-            if isinstance(err, FcNotFoundError) and err.code not in _FUNCTION_MISSING:
+            if isinstance(err, FcNotFoundError) and err.code not in FUNCTION_MISSING_CODES:
                 return None
             raise err
 
@@ -353,10 +365,27 @@ def _parse_config_page(reply: Reply) -> tuple[list[AsyncInvokeConfig], str | Non
     return [AsyncInvokeConfig.from_json(i) for i in items], token
 
 
-def _same_payload(recorded: str | None, sent: bytes) -> bool:
-    """Whether a task's recorded payload is the body we sent (byte-equal, or equal as JSON)."""
+def _utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _same_payload(recorded: str | None, sent: bytes, *, lossy: bool = False) -> bool:
+    """Whether a task's recorded payload is the body we sent (equal text, or equal as JSON).
+
+    FC records a payload as text: bytes that are not UTF-8 come back replaced (U+FFFD), so such a body can only
+    be matched ``lossy`` (after the same replacement), which proves nothing about the replaced bytes.
+    """
     recorded = recorded or ""
-    text = sent.decode("utf-8", "replace")
+    if _utf8(sent):
+        text = sent.decode("utf-8")
+    elif lossy:
+        text = sent.decode("utf-8", "replace")
+    else:
+        return False
     if recorded == text:
         return True
     try:

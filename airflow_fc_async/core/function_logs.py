@@ -3,7 +3,7 @@
 FC 3.0 ships a function's stdout and stderr to the SLS logstore of its ``logConfig``, one row per line, under the
 topic ``FCLogs:{function}``. Rows carry the ``instanceID`` but no request id; the runtime frames every invocation
 with ``FC Invoke Start RequestId: <id>`` and ``FC Invoke End RequestId: <id>`` lines, and a retry of an async task
-reuses the request id (sls-logs.md). So one task's lines are read as: the rows of the instances it ran on, from
+reuses the request id. So one task's lines are read as: the rows of the instances it ran on, from
 the task's start on, kept between the Start and End lines of its request id; each Start opens a new attempt.
 
 A :class:`LogCursor` turns successive GetLogs pages into lines to print, each exactly once and in order, prefixed
@@ -35,7 +35,6 @@ __all__ = [
     "START_PREFIX",
     "LogCursor",
     "LogRequest",
-    "cap_lines",
     "function_topic",
     "log_config_of",
 ]
@@ -64,22 +63,6 @@ def log_config_of(function: Mapping[str, Any]) -> tuple[str, str] | None:
     if isinstance(project, str) and project and isinstance(store, str) and store:
         return project, store
     return None
-
-
-def cap_lines(lines: Sequence[str], max_lines: int = 1000, max_chars: int = 200_000) -> list[str]:
-    """The last lines that fit both limits, after a first line saying how many were left out."""
-    kept: list[str] = []
-    size = 0
-    for line in reversed(lines):
-        if len(kept) >= max_lines or size + len(line) > max_chars:
-            break
-        kept.append(line)
-        size += len(line)
-    kept.reverse()
-    dropped = len(lines) - len(kept)
-    if dropped:
-        kept.insert(0, f"... {dropped} earlier lines left out here (the triggerer's log has them)")
-    return kept
 
 
 @dataclass(frozen=True)

@@ -224,10 +224,17 @@ def _first(raw: Mapping[str, Any], *names: str) -> Any:
 
 @dataclass(frozen=True)
 class AsyncInvocation:
-    """What an async InvokeFunction returned: the task id and the request id (``x-fc-request-id``)."""
+    """What an async InvokeFunction returned: the task id and the request id (``x-fc-request-id``).
+
+    ``existing`` is set when FC answered 409 (the id was taken) and the task read back holds this very payload:
+    ``conflict`` then says whose it was, ``"retry"`` (an earlier attempt of this same call reached FC) or
+    ``"same-id"`` (the id was used before this call, with the same payload: an idempotency key's repeat).
+    """
 
     task_id: str
     request_id: str | None
+    existing: AsyncTask | None = None
+    conflict: str | None = None
 
 
 @dataclass(frozen=True)

@@ -69,20 +69,22 @@ class ProgressTracker:
         return lines
 
     def _transition(self, status: str, detail: str, retried_times: int) -> str:
-        label = status
+        last = None if self.last_status is None else self._label(self.last_status)
         if _same(status, TaskStatus.RETRYING.value):
             self.retries_seen = max(self.retries_seen + 1, retried_times)
-            label = f"{status} (attempt {self.retries_seen + 1})"
         elif retried_times > self.retries_seen and not _terminal(status):
             self.retries_seen = retried_times
-        line = label if self.last_status is None else f"{self._last_label()} -> {label}"
+        label = self._label(status)
+        line = label if last is None else f"{last} -> {label}"
         self.last_status = status
-        return f"{line}: {_short(detail)}" if detail else line
+        return f"{line}: {_short(detail)}" if detail and detail != label else line
 
-    def _last_label(self) -> str:
-        if _same(self.last_status, TaskStatus.RETRYING.value):
-            return f"{self.last_status} (attempt {self.retries_seen + 1})"
-        return str(self.last_status)
+    def _label(self, status: str) -> str:
+        # After a retry, an attempt's own states say which attempt they are: FC's second Dequeued -> Running is
+        # not the first one again (a log reader, and a check for repeated lines, can tell them apart).
+        if self.retries_seen and not _terminal(status):  # Retrying is not terminal
+            return f"{status} (attempt {self.retries_seen + 1})"
+        return status
 
     def to_dict(self) -> dict[str, Any]:
         return {

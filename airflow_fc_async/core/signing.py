@@ -217,7 +217,7 @@ def sls_string_to_sign(
     method: str, path: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
 ) -> str:
     """METHOD, Content-MD5, Content-Type, Date, the sorted ``x-log-*`` (not ``x-log-meta-*``) and ``x-acs-*``
-    headers as ``name:value``, then the canonical resource (sls-logs.md, "Signature v1")."""
+    headers as ``name:value``, then the canonical resource (SLS signature v1)."""
     lowered = {k.lower(): str(v) for k, v in headers.items()}
     signed = sorted(
         k
@@ -263,7 +263,7 @@ def sign_sls_request(
     """Every header of a body-less SLS request (GetLogs v1), Authorization included.
 
     ``host`` is the Host header (``{project}.{endpoint host}``); ``params`` the query as sent, before encoding.
-    No Content-Type or Content-MD5 without a body, and no ``x-log-date`` (sls-logs.md).
+    No Content-Type or Content-MD5 without a body, and no ``x-log-date``.
     """
     out: dict[str, str] = {
         H.HOST: host,

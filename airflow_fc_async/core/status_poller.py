@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -195,6 +196,7 @@ class _Poller:
         try:
             while not self._stop_if_idle():
                 start = time.monotonic()
+                self.wake.clear()  # here, not in the pause: a watcher that leaves during the scan must wake it
                 try:
                     pages = await self._scan(start)
                     errors = 0
@@ -214,7 +216,8 @@ class _Poller:
                             exc,
                             pause,
                         )
-                await self._pause(pause)
+                # an empty board has no tick: look again soon (a watcher may join without waking the poller)
+                await self._pause(pause if math.isfinite(pause) else 1.0)
         finally:
             with _REGISTRY.lock:
                 if self.fleet.poller is self:
@@ -224,7 +227,6 @@ class _Poller:
     async def _pause(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        self.wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
 

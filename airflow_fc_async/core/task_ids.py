@@ -42,10 +42,17 @@ def _sanitize(text: str) -> str:
     return _INVALID_RUN.sub("_", text)
 
 
-def task_id_prefix(dag_id: str, task_id: str, run_id: str, map_index: int | None = -1) -> str:
-    """The try-independent part of the id: readable, ending in a hash of the exact inputs."""
+def task_id_prefix(
+    dag_id: str, task_id: str, run_id: str, map_index: int | None = -1, run_marker: str | None = None
+) -> str:
+    """The try-independent part of the id: readable, ending in a hash of the exact inputs.
+
+    ``run_marker`` (folded into the hash only) tells this DAG run from an earlier one deleted and created again
+    under the same run id (see ``compat.dag_run_marker``).
+    """
     mi = -1 if map_index is None else int(map_index)
-    digest = hashlib.sha256(f"{dag_id}\x00{task_id}\x00{run_id}\x00{mi}".encode()).hexdigest()[:_HASH_LEN]
+    exact = f"{dag_id}\x00{task_id}\x00{run_id}\x00{mi}" + (f"\x00{run_marker}" if run_marker else "")
+    digest = hashlib.sha256(exact.encode()).hexdigest()[:_HASH_LEN]
     readable = f"{dag_id}-{task_id}-{run_id}" + (f"-m{mi}" if mi >= 0 else "")
     readable = _sanitize(readable).strip("-") or "task"
     if not (readable[0].isascii() and readable[0].isalpha()):

@@ -4,15 +4,21 @@ CPU per call matters (a DAG may poll hundreds of tasks), so the sync sender skip
 ``trust_env`` is off (no proxy environment lookup per call; pass ``proxies`` explicitly instead), the
 request is prepared by hand (the URL is already encoded exactly as signed, so nothing may re-encode it) and
 handed to the adapter directly (no cookie jar, no redirects, no hooks). The async sender passes the URL as
-``yarl.URL(..., encoded=True)`` for the same reason. aiohttp is imported only when an async client first sends.
+``yarl.URL(..., encoded=True)`` for the same reason. aiohttp is imported only when an async client first sends,
+and then in a worker thread: importing it on the event loop blocks every trigger of the triggerer for that long
+(0.1-0.7 s here; more without cached bytecode or under load).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -172,8 +178,53 @@ class SyncTransport:
         self.session.close()
 
 
+_IMPORT_LOCK = threading.Lock()
+_IMPORTING: Future[Any] | None = None
+
+
+async def _import_aiohttp() -> None:
+    """Import aiohttp (and yarl) once per process, off the event loop; concurrent callers share the import."""
+    global _IMPORTING
+    if "aiohttp" in sys.modules and "yarl" in sys.modules:
+        return
+    with _IMPORT_LOCK:
+        if _IMPORTING is None:
+            _IMPORTING = Future()
+            threading.Thread(target=_import_in_thread, args=(_IMPORTING,), daemon=True).start()
+        importing = _IMPORTING
+    await asyncio.wrap_future(importing)
+
+
+def _import_in_thread(done: Future[Any]) -> None:
+    try:
+        importlib.import_module("aiohttp")
+        importlib.import_module("yarl")
+        done.set_result(None)
+    except BaseException as exc:  # every waiter sees the ImportError
+        done.set_exception(exc)
+
+
+class _SharedSession:
+    """One ``aiohttp.ClientSession`` per event loop and pool shape, shared by every async client of the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+        self.loop = loop
+        self.session = session
+        self.users = 0
+
+
+_SESSIONS: dict[tuple[int, str, int, bool], _SharedSession] = {}
+
+
 class AsyncTransport:
-    """The async twin: one ``aiohttp.ClientSession``, created on first use inside the running event loop."""
+    """The async twin: one ``aiohttp.ClientSession``, created on first use inside the running event loop.
+
+    With ``share`` (a name, e.g. the endpoint) the transports of one loop with the same ``share``, pool size
+    and TLS check send through one session: a triggerer's thousand triggers (each with its own hook and client) then
+    hold at most ``pool_size`` connections to FC instead of one each (a thousand first reads at once opened a
+    thousand connections: on the emulator a thread each, 13 s per request under load; on FC a TLS handshake each,
+    on the loop). The session closes when the last client of the loop using it closes.
+    """
 
     def __init__(
         self,
@@ -183,23 +234,44 @@ class AsyncTransport:
         proxies: Mapping[str, str] | None = None,
         verify: bool = True,
         pool_size: int = 10,
+        share: str | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._proxies = dict(proxies) if proxies else {}
         self._verify = verify
         self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
+        self._share = share
+        self._shared: _SharedSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        if self._session is None or self._session.closed:
+        shared = self._shared
+        if shared is not None and not shared.session.closed:
+            return shared.session
+        if shared is not None:
+            shared.users -= 1
+        loop = asyncio.get_running_loop()
+        key = (id(loop), self._share or "", self._pool_size, bool(self._verify))
+        shared = _SESSIONS.get(key) if self._share is not None else None
+        if shared is None or shared.loop is not loop or shared.session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=bool(self._verify))
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True)
-        return self._session
+            session = aiohttp.ClientSession(  # no cookie jar: the APIs set none, and clients may share it
+                connector=connector,
+                trust_env=False,
+                auto_decompress=True,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            shared = _SharedSession(loop, session)
+            if self._share is not None:
+                _SESSIONS[key] = shared
+        shared.users += 1
+        self._shared = shared
+        return shared.session
 
     async def send(self, call: Call) -> Reply:
+        await _import_aiohttp()
         import aiohttp
         from yarl import URL
 
@@ -231,9 +303,15 @@ class AsyncTransport:
             ) from None
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        shared.users -= 1
+        if shared.users <= 0 and not shared.session.closed:
+            for key, found in list(_SESSIONS.items()):
+                if found is shared:
+                    del _SESSIONS[key]
+            await shared.session.close()
 
 
 def _where(call: Call) -> str:
@@ -353,7 +431,13 @@ class SyncSender(RequestBuilder):
 
 
 class AsyncSender(RequestBuilder):
-    """The asyncio twin of :class:`SyncSender` (aiohttp, imported on first use); :meth:`aclose` when done."""
+    """The asyncio twin of :class:`SyncSender` (aiohttp, imported on first use); :meth:`aclose` when done.
+
+    ``share_pool``: the clients of this class in one loop send through one session per endpoint (see
+    :class:`AsyncTransport`); off for long polls, which would hold the shared connections.
+    """
+
+    share_pool = False
 
     def __init__(
         self,
@@ -382,6 +466,7 @@ class AsyncSender(RequestBuilder):
             proxies=proxies,
             verify=verify,
             pool_size=pool_size or self.default_pool_size,
+            share=f"{type(self).__name__} {endpoint}" if self.share_pool else None,
         )
 
     async def _run(self, op: Op[Any]) -> Any:

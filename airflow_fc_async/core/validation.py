@@ -30,6 +30,7 @@ __all__ = [
     "check_page_limit",
     "check_qualifier",
     "check_queue_name",
+    "check_rerun_payload",
     "check_statuses",
     "check_task_id",
     "check_time_range",
@@ -97,6 +98,24 @@ def check_task_id(task_id: object, field: str = "task_id") -> str:
 def new_task_id() -> str:
     """A fresh task id: generated on the client so that a retried invoke can never run the function twice."""
     return f"task-{uuid.uuid4().hex}"
+
+
+def check_rerun_payload(task_id: str, payload: str | None) -> bytes:
+    """The bytes to re-send for a task whose recorded payload is ``payload``, refused when they cannot be its own.
+
+    FC records a payload as text: bytes that were not UTF-8 come back as U+FFFD, so the original is lost and a
+    re-run would silently send other bytes.
+    """
+    text = payload or ""
+    if "\ufffd" in text:
+        at = text.index("\ufffd")
+        raise FcValidationError(
+            "taskPayload",
+            f"the recorded payload of task {task_id!r} holds U+FFFD at character {at}: FC records payloads as "
+            "text, and bytes that were not UTF-8 come back replaced, so the original payload cannot be re-sent. "
+            "Invoke again with the original bytes (or send binary data base64-encoded, as text)",
+        )
+    return text.encode("utf-8")
 
 
 def encode_payload(payload: Any, *, field: str = "payload", limit: int = MAX_ASYNC_PAYLOAD) -> bytes:

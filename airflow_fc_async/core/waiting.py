@@ -17,29 +17,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
 
-__all__ = ["Deadline", "WaitPolicy", "coerce_seconds"]
+__all__ = ["PUSH_FIRST_DELAY", "PUSH_GROWTH", "PUSH_MIN_INTERVAL", "Deadline", "WaitPolicy"]
 
-
-def coerce_seconds(
-    name: str, value: float | int | timedelta | None, *, allow_none: bool = True
-) -> float | None:
-    """Seconds from a number or a timedelta; names the argument when the value is wrong."""
-    if value is None:
-        if allow_none:
-            return None
-        raise ValueError(f"{name} is required")
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ValueError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
-    if seconds <= 0 or math.isnan(seconds):
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return seconds
+PUSH_MIN_INTERVAL = 1.5
+PUSH_GROWTH = 0.4
+PUSH_FIRST_DELAY = 4.0
+"""The fallback's first own read: a fleet's first shared scans (10 pages for 1000 tasks) can take seconds under
+load, and an own read before them costs a request per task; a task that ends sooner is seen by its record."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +57,17 @@ class WaitPolicy:
         """The policy behind an operator's ``poll_interval``: back off from about 1 s up to it."""
         lo = min(1.0, poll_interval)
         return cls(first_delay=lo, min_interval=lo, max_interval=poll_interval, max_wait=max_wait)
+
+    def behind_push(self) -> WaitPolicy:
+        """This policy as the fallback behind a push signal (the destination record ends the wait, see
+        ``core.push_completion``): it only has to catch a lost or late record, so it starts later and grows four
+        times as fast (first read at ``PUSH_FIRST_DELAY``, then from ``PUSH_MIN_INTERVAL``, growth ``PUSH_GROWTH``, same
+        cap and deadline). A shared
+        scan's tick (``growth / 8`` of the age, from half the minimum) then stays within P1's lag goal,
+        ``max(1 s, 5% of the duration)``; a lone waiter's own reads lag up to 40% of the age (capped as before)."""
+        lo = min(max(self.min_interval, PUSH_MIN_INTERVAL), self.max_interval)
+        first = min(max(self.first_delay, PUSH_FIRST_DELAY), self.max_interval)
+        return replace(self, first_delay=first, min_interval=lo, growth=max(self.growth, PUSH_GROWTH))
 
     def delay(self, elapsed: float, reads: int = 0) -> float:
         """Seconds to wait before the next read, ``elapsed`` seconds after the start, after ``reads`` reads."""

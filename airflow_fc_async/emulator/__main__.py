@@ -16,6 +16,7 @@ from airflow_fc_async.emulator.settings import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_PORT,
     DEFAULT_REGION,
+    MAX_BODY_BYTES,
     Settings,
 )
 
@@ -45,6 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base64-destinations", action="store_true", help="base64-encode destination records in MNS"
     )
+    p.add_argument(
+        "--admin-token",
+        default=None,
+        help="the /_emulator/ admin token (default: a new random one per start)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="serve this Host name too (IP addresses and localhost always are; repeatable)",
+    )
+    p.add_argument("--max-body-mb", type=float, default=MAX_BODY_BYTES / 2**20, help="request body cap")
+    p.add_argument("--request-timeout", type=float, default=60.0, help="socket read timeout, seconds")
+    p.add_argument("--max-connections", type=int, default=512, help="connections served at once")
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -65,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         max_instances=args.max_instances,
         retry_delay=args.retry_delay,
         base64_destinations=args.base64_destinations,
+        allowed_hosts=tuple(args.allow_host),
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
     )
+    if args.admin_token:
+        settings.admin_token = args.admin_token
     try:
         emulator = Emulator(args.config, settings=settings)
         emulator.start()

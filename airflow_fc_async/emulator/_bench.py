@@ -1,5 +1,6 @@
-"""Measure the emulator: GetAsyncTask requests per second on keep-alive connections, and the CPU that idle long
-polls use. ``python -m airflow_fc_async.emulator._bench`` (a figure for the report, never a test assertion)."""
+"""Measure the emulator: GetAsyncTask requests per second on keep-alive connections, the CPU that idle long
+polls use, and ListAsyncTasks pages against a 20k-task history (ms per page, records built per request).
+``python -m airflow_fc_async.emulator._bench`` (a figure for the report, never a test assertion)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import requests
 
+from airflow_fc_async.core.fc import FcClient
 from airflow_fc_async.core.signing import sign_fc_request, sign_mns_request
 from airflow_fc_async.emulator.app import Emulator
 
@@ -32,7 +35,38 @@ def _get_task_loop(emu: Emulator, task_id: str, seconds: float) -> int:
     return done
 
 
+def _list_pages(history: int = 20_000, pages: int = 5) -> None:
+    """Pages of 100 against ``history`` queued tasks (seeded in process): the server's work per page."""
+    with Emulator() as emu:
+        emu.deploy(
+            "hist", runtime="emulator-sleep", source="", timeout=3600, asyncInvokeConfig={"asyncTask": True}
+        )
+        for i in range(history):
+            emu.scheduler.submit("hist", f"h-{i:06d}", b'{"sleep": 1}', f"r{i}", delay=3600)
+        queries: dict[str, dict[str, Any]] = {
+            "newest first": {},
+            "oldest first": {"newest_first": False},
+            "status Running (none)": {"status": "Running"},
+            "prefix h-0199": {"prefix": "h-0199"},
+        }
+        with FcClient(emu.endpoint, emu.credentials) as client:
+            for label, query in queries.items():
+                emu.reset_stats()
+                t0 = time.perf_counter()
+                n = sum(1 for _ in client.list_async_tasks("hist", limit=100 * pages, **query))
+                took = time.perf_counter() - t0
+                stats = emu.stats()
+                requests_ = stats["requests"]["ListAsyncTasks"]
+                server = stats["latency_ms"]["ListAsyncTasks"]
+                print(
+                    f"ListAsyncTasks over {history} tasks, {label}: {n} listed in {requests_} request(s), "
+                    f"{took * 1000 / requests_:.1f} ms per page (server {server['mean']:.1f} ms), "
+                    f"{stats['records_built'] / requests_:.0f} records built per request"
+                )
+
+
 def main() -> None:
+    _list_pages()
     with Emulator() as emu:
         emu.deploy(
             "bench",

@@ -1,7 +1,14 @@
-"""Admin endpoints under /_emulator/ (no signature): health, stats, faults, runtime deploys, logs."""
+"""Admin endpoints under /_emulator/: health, stats, faults, runtime deploys, logs.
+
+A deploy runs code, so nothing a web page can send gets through: every request carries the per-start admin token
+(a custom header, which a cross-origin page cannot set without a CORS preflight the emulator never grants), a
+request with an ``Origin`` header (any browser's fetch or form POST) is refused, a body must be JSON, function
+names follow FC's rule before they name a folder, and code folders given over HTTP stay inside the work directory.
+"""
 
 from __future__ import annotations
 
+import hmac
 import json
 import tempfile
 from pathlib import Path
@@ -11,10 +18,12 @@ from airflow_fc_async.emulator.config import (
     ConfigError,
     FunctionSpec,
     async_config_from_json,
+    check_function_name,
+    check_handler,
     destination_queues,
     log_config_from_json,
 )
-from airflow_fc_async.emulator.settings import ADMIN_PREFIX
+from airflow_fc_async.emulator.settings import ADMIN_PREFIX, ADMIN_TOKEN_HEADER
 from airflow_fc_async.emulator.wire import Request, Response
 
 if TYPE_CHECKING:
@@ -23,22 +32,27 @@ if TYPE_CHECKING:
 __all__ = ["Admin", "spec_from_json"]
 
 
-def spec_from_json(raw: dict[str, Any], workdir: Path) -> FunctionSpec:
-    """A deploy request -> FunctionSpec; inline ``source`` is written to ``workdir/<name>/<module>.py``."""
-    name = raw.get("name") or raw.get("functionName")
-    if not isinstance(name, str) or not name:
-        raise ConfigError("deploy: name is required")
-    handler = str(raw.get("handler") or "index.handler")
-    if "." not in handler:
-        raise ConfigError(f"deploy: handler must be 'module.function', got {handler!r}")
+def spec_from_json(raw: dict[str, Any], workdir: Path, *, confine: bool = True) -> FunctionSpec:
+    """A deploy request -> FunctionSpec; inline ``source`` is written to ``workdir/<name>/<module>.py``.
+
+    ``confine``: a ``code_dir`` must resolve inside ``workdir`` (deploys over HTTP; the Python API may name any
+    folder of the caller's).
+    """
+    name = check_function_name(raw.get("name") or raw.get("functionName"), "deploy: name")
+    handler = check_handler(str(raw.get("handler") or "index.handler"), "deploy: handler")
+    root = workdir.resolve()
     if raw.get("source") is not None:
-        code_dir = workdir / name
-        code_dir.mkdir(parents=True, exist_ok=True)
-        (code_dir / (handler.rpartition(".")[0].replace(".", "/") + ".py")).write_text(
-            str(raw["source"]), encoding="utf-8"
-        )
+        code_dir = root / name
+        module = code_dir / (handler.rpartition(".")[0].replace(".", "/") + ".py")
+        module.parent.mkdir(parents=True, exist_ok=True)
+        module.write_text(str(raw["source"]), encoding="utf-8")
     elif raw.get("code_dir") or raw.get("code"):
-        code_dir = Path(str(raw.get("code_dir") or raw.get("code"))).resolve()
+        given = Path(str(raw.get("code_dir") or raw.get("code")))
+        code_dir = (root / given).resolve() if confine else given.resolve()
+        if confine and not code_dir.is_relative_to(root):
+            raise ConfigError(
+                f"deploy: code_dir must be a folder inside the emulator's work directory {root}"
+            )
     else:
         raise ConfigError("deploy: code_dir or source is required")
     spec = FunctionSpec(
@@ -75,6 +89,9 @@ class Admin:
         self.workdir = Path(tempfile.mkdtemp(prefix="fc-emulator-"))
 
     def __call__(self, request: Request) -> Response:
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
         sub = request.path[len(ADMIN_PREFIX) :].strip("/")
         try:
             body = json.loads(request.body) if request.body.strip() else {}
@@ -84,6 +101,25 @@ class Admin:
             return self._route(request.method, sub, body)
         except (ConfigError, ValueError, TypeError) as exc:
             return _json(400, {"error": str(exc)})
+
+    def _refuse(self, request: Request) -> Response | None:
+        """The answer to a request that may not use the admin API, or None."""
+        if "origin" in request.headers:
+            return _json(403, {"error": "admin requests from a web page (with an Origin header) are refused"})
+        token = request.headers.get(ADMIN_TOKEN_HEADER, "")
+        if not hmac.compare_digest(token.encode(), self.emu.settings.admin_token.encode()):
+            return _json(
+                401,
+                {
+                    "error": f"the {ADMIN_TOKEN_HEADER} header is missing or wrong: the admin token is printed "
+                    "when the emulator starts (Emulator.admin_token in Python)"
+                },
+            )
+        content_type = request.headers.get("content-type")
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if (content_type is not None or request.body) and media != "application/json":
+            return _json(415, {"error": f"admin request bodies are application/json, got {content_type!r}"})
+        return None
 
     def _route(self, method: str, sub: str, body: Any) -> Response:
         emu = self.emu

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
@@ -13,13 +15,20 @@ from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.endpoints import parse_mns_queue_arn
 from airflow_fc_async.emulator.admin import Admin, spec_from_json
 from airflow_fc_async.emulator.config import FunctionSpec, destination_queues, load_config
+from airflow_fc_async.emulator.console import Console
+from airflow_fc_async.emulator.faults import DESTINATION_ACTION
 from airflow_fc_async.emulator.fc_api import FcApi
 from airflow_fc_async.emulator.mns_api import MnsApi
 from airflow_fc_async.emulator.mns_store import QueueStore
 from airflow_fc_async.emulator.runtime import Runtime
 from airflow_fc_async.emulator.scheduler import Scheduler
 from airflow_fc_async.emulator.server import HttpServer, Router
-from airflow_fc_async.emulator.settings import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Settings
+from airflow_fc_async.emulator.settings import (
+    ADMIN_TOKEN_HEADER,
+    DEFAULT_ACCESS_KEY_ID,
+    DEFAULT_ACCESS_KEY_SECRET,
+    Settings,
+)
 from airflow_fc_async.emulator.sls_api import LogStore, SlsApi
 from airflow_fc_async.emulator.wire import ApiError
 
@@ -68,6 +77,7 @@ class Emulator:
         )
         self.log_store = LogStore()
         self.scheduler.log_sink = self.log_store.append
+        self.router.console = Console(self.settings, self.scheduler, self.logs)
         self.router.sls = SlsApi(self.log_store, self._log_configs, self.scheduler.ship_logs)
         self._server: HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -139,7 +149,7 @@ class Emulator:
             "source": source,
             **props,
         }
-        spec = spec_from_json(raw, self._admin.workdir)
+        spec = spec_from_json(raw, self._admin.workdir, confine=False)
         self.deploy_spec(spec)
         return spec
 
@@ -147,6 +157,15 @@ class Emulator:
     @property
     def endpoint(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
+
+    @property
+    def admin_token(self) -> str:
+        """The per-start secret every /_emulator/ request carries in the ``x-emulator-admin-token`` header."""
+        return self.settings.admin_token
+
+    def admin_headers(self) -> dict[str, str]:
+        """Headers for an /_emulator/ request: the admin token and the JSON content type."""
+        return {ADMIN_TOKEN_HEADER: self.settings.admin_token, "content-type": "application/json"}
 
     @property
     def account_id(self) -> str:
@@ -188,7 +207,8 @@ class Emulator:
     def ready_line(self) -> str:
         return (
             f"fc-emulator ready: endpoint {self.endpoint} (FC, MNS, SLS), account {self.account_id}, region "
-            f"{self.region}; export AIRFLOW_CONN_FC_DEFAULT='{self.connection_json()}'"
+            f"{self.region}, admin token {self.admin_token} (header {ADMIN_TOKEN_HEADER}); "
+            f"export AIRFLOW_CONN_FC_DEFAULT='{self.connection_json()}'"
         )
 
     def stats(self) -> dict[str, Any]:
@@ -196,6 +216,8 @@ class Emulator:
         out["executions"] = dict(self.scheduler.executions)
         out["tasks"] = dict(self.scheduler.counts())
         out["faults"] = dict(self.router.faults.injected)
+        out["records_built"] = self.scheduler.records_built
+        out["cpu_seconds"] = round(time.process_time(), 3)  # this process: a slow server shows as such
         return out
 
     def reset_stats(self) -> None:
@@ -231,8 +253,22 @@ class Emulator:
         parsed = parse_mns_queue_arn(arn)
         if parsed is None:
             return f"destination {arn} is not an MNS queue (the emulator delivers to MNS queues only)"
+        fault = self.router.faults.decide(DESTINATION_ACTION, arn)
+        if fault.kind == "drop":
+            return None  # lost on its way: FC believes it delivered
+        if fault.kind is not None:
+            return f"injected fault: HTTP {fault.kind} from MNS"
+        if fault.latency > 0:  # a late record; the scheduler holds its lock here, so no sleep
+            timer = threading.Timer(fault.latency, self._send_quietly, (parsed[2], body))
+            timer.daemon = True
+            timer.start()
+            return None
         try:
             self.queues.send(parsed[2], body)
         except ApiError as err:
             return f"{err.code}: {err.message}"
         return None
+
+    def _send_quietly(self, queue: str, body: str) -> None:
+        with contextlib.suppress(ApiError):
+            self.queues.send(queue, body)

@@ -1,6 +1,7 @@
 """Signature checks: the canonical request is rebuilt from the request exactly as received, with the same
 functions the clients sign with (core/signing.py). A mismatch answers what the real services answer: 403 and the
-server's string to sign, so a client author can see where the two sides differ."""
+server's string to sign, so a client author can see where the two sides differ; credential-bearing header
+values (the STS token) are masked in it, since error texts end up in logs and exceptions."""
 
 from __future__ import annotations
 
@@ -23,7 +24,15 @@ from airflow_fc_async.core.signing import (
 from airflow_fc_async.emulator.settings import Settings
 from airflow_fc_async.emulator.wire import ApiError, Request
 
-__all__ = ["check_fc", "check_mns"]
+__all__ = ["check_fc", "check_mns", "redact_credentials"]
+
+_CREDENTIAL_HEADERS = (H.AUTHORIZATION, H.ACS_SECURITY_TOKEN, H.MNS_SECURITY_TOKEN)
+REDACTED = "***"
+
+
+def redact_credentials(headers: dict[str, str]) -> dict[str, str]:
+    """The headers with every credential-bearing value masked (for error messages only, never for signing)."""
+    return {k: REDACTED if k in _CREDENTIAL_HEADERS else v for k, v in headers.items()}
 
 
 def _token(settings: Settings, key_id: str, token: str | None, code: str) -> None:
@@ -92,12 +101,16 @@ def check_fc(request: Request, settings: Settings) -> None:
     string_to_sign = fc_string_to_sign(canonical)
     expected = fc_signature(settings.access_key_secret, string_to_sign)
     if not hmac.compare_digest(expected, signature.lower()):
+        # the string to sign holds only a hash of the canonical request; the canonical request is shown masked
+        shown = fc_canonical_request(
+            request.method, request.path, request.query, redact_credentials(headers), payload_hash
+        )
         raise ApiError(
             403,
             "SignatureNotMatch",
             "The request signature we calculated does not match the signature you provided. "
-            f"Check your access key secret and signing method. Server string to sign is: {string_to_sign!r}; "
-            f"canonical request: {canonical!r}",
+            "Check your access key secret and signing method (credential values are masked). Server string to "
+            f"sign is: {string_to_sign!r}; canonical request: {shown!r}",
         )
 
 
@@ -129,5 +142,6 @@ def check_mns(request: Request, settings: Settings) -> None:
         raise ApiError(
             403,
             "SignatureDoesNotMatch",
-            f"The request signature we calculated does not match the signature you provided. Server string to sign is: {string_to_sign!r}",
+            "The request signature we calculated does not match the signature you provided. Server string to "
+            f"sign is: {mns_string_to_sign(request.method, request.target, redact_credentials(request.headers))!r}",
         )

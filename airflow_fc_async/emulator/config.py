@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,36 @@ __all__ = [
     "ConfigError",
     "FunctionSpec",
     "async_config_from_json",
+    "check_function_name",
+    "check_handler",
     "destination_queues",
     "load_config",
     "log_config_from_json",
 ]
 
 log = logging.getLogger(__name__)
+
+# FC's function-name rule (CreateFunction, functionName): letters, digits, _ and -, not starting with a digit or
+# -, 1 to 64 characters. https://www.alibabacloud.com/help/en/functioncompute/fc-2-0/developer-reference/api-createfunction
+_FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+# A python3 handler is ``module.function``; the module is a dotted import path (never a file path).
+_HANDLER = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$", re.ASCII)
+
+
+def check_function_name(name: object, where: str) -> str:
+    """The name when it follows FC's rule; it names a folder and a URL path segment, so nothing else passes."""
+    if not isinstance(name, str) or not _FUNCTION_NAME.match(name):
+        raise ConfigError(
+            f"{where} must be 1-64 letters, digits, _ or -, not starting with a digit or -, got {name!r}"
+        )
+    return name
+
+
+def check_handler(handler: object, where: str) -> str:
+    if not isinstance(handler, str) or not _HANDLER.match(handler):
+        raise ConfigError(f"{where} must be 'module.function' (python identifiers), got {handler!r}")
+    return handler
+
 
 #: fc3 props the emulator knows; the second set is accepted silently (meaningful only in the cloud).
 _USED = {
@@ -212,9 +237,8 @@ def _function(name: str, props: Any, path: Path) -> FunctionSpec:
     for key in ("functionName", "handler"):
         if not isinstance(props.get(key), str) or not props[key]:
             raise ConfigError(f"{_where(source, where + '.' + key)} is required (a string)")
-    handler = props["handler"]
-    if "." not in handler:
-        raise ConfigError(f"{_where(source, where + '.handler')} must be 'module.function', got {handler!r}")
+    check_function_name(props["functionName"], _where(source, where + ".functionName"))
+    handler = check_handler(props["handler"], _where(source, where + ".handler"))
     runtime = str(props.get("runtime", "python3.10"))
     if not runtime.startswith("python3") and runtime != "emulator-sleep":
         raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import threading
@@ -9,9 +10,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "FaultRule", "Faults", "RequestStats"]
+__all__ = ["DESTINATION_ACTION", "Fault", "FaultRule", "Faults", "RequestStats"]
 
-_KINDS = ("reset_before", "429", "500", "503", "reset_after")
+_KINDS = ("reset_before", "429", "500", "503", "reset_after", "drop")
+DESTINATION_ACTION = "DestinationRecord"
+"""The action of a destination send (no HTTP request: FC's own delivery of a record to its MNS queue); ``path`` is
+matched against the destination ARN. Its kinds: ``drop`` (the record is lost on its way: FC reports the delivery
+``Succeeded``, no message arrives), ``500``/``503`` (the delivery fails: ``destinationStatus`` ``Failed``);
+``latency`` delays the message (a late record). Only rules naming this action apply to it."""
+_DESTINATION_KINDS = ("drop", "500", "503")
 
 
 @dataclass
@@ -20,6 +27,8 @@ class FaultRule:
 
     ``rates`` maps "429", "500", "503", "reset_before" and "reset_after" to probabilities (their sum <= 1);
     ``latency`` (seconds) is added to every matching request; ``count`` caps the faults this rule injects.
+    With ``action`` ``DestinationRecord`` (see :data:`DESTINATION_ACTION`) the kinds are "drop", "500", "503";
+    only a rule naming that action applies to destination sends (a rule without an action covers every request).
     """
 
     action: str | None = None
@@ -42,6 +51,14 @@ class FaultRule:
         unknown = set(rates) - set(_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {list(_KINDS)}")
+        if raw.get("action") == DESTINATION_ACTION:
+            wrong = set(rates) - set(_DESTINATION_KINDS)
+            if wrong:
+                raise ValueError(
+                    f"fault kinds {sorted(wrong)} do not apply to {DESTINATION_ACTION}; known: {list(_DESTINATION_KINDS)}"
+                )
+        elif "drop" in rates:
+            raise ValueError(f'fault kind "drop" applies to action {DESTINATION_ACTION} only')
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError(f"fault rates add up to more than 1: {rates}")
         if raw.get("path"):
@@ -56,8 +73,8 @@ class FaultRule:
         )
 
     def matches(self, action: str, path: str) -> bool:
-        if self.action and self.action != action:
-            return False
+        if self.action != action and (self.action or action == DESTINATION_ACTION):
+            return False  # a rule without an action covers HTTP requests only, not FC's destination sends
         return not (self.path and not re.search(self.path, path))
 
     def to_json(self) -> dict[str, Any]:
@@ -123,14 +140,19 @@ class Faults:
         return fault
 
 
+_LATENCY_SAMPLES = 100_000  # per action: enough for a benchmark's percentiles, bounded memory
+
+
 class RequestStats:
-    """Requests per action and per path (admin requests are not counted)."""
+    """Requests per action and per path (admin requests are not counted), and the server's time per request
+    (routing to the response built, in ms: ``latency_ms`` per action, p50/p99/max/mean)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.by_action: Counter[str] = Counter()
         self.by_path: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
+        self.latency: dict[str, list[float]] = {}
 
     def count(self, action: str, method: str, path: str) -> None:
         with self._lock:
@@ -141,12 +163,19 @@ class RequestStats:
         with self._lock:
             self.by_status[f"{action}:{status}"] += 1
 
+    def timed(self, action: str, seconds: float) -> None:
+        with self._lock:
+            samples = self.latency.setdefault(action, [])
+            if len(samples) < _LATENCY_SAMPLES:
+                samples.append(seconds * 1000.0)
+
     def to_json(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "requests": dict(self.by_action),
                 "paths": dict(self.by_path),
                 "statuses": dict(self.by_status),
+                "latency_ms": {a: _summary(v) for a, v in self.latency.items() if v},
             }
 
     def reset(self) -> None:
@@ -154,3 +183,16 @@ class RequestStats:
             self.by_action.clear()
             self.by_path.clear()
             self.by_status.clear()
+            self.latency.clear()
+
+
+def _summary(ms: list[float]) -> dict[str, float]:
+    ordered = sorted(ms)
+    n = len(ordered)
+    return {
+        "n": n,
+        "p50": round(ordered[(n - 1) // 2], 3),
+        "p99": round(ordered[min(n - 1, math.ceil(0.99 * n) - 1)], 3),
+        "max": round(ordered[-1], 3),
+        "mean": round(sum(ordered) / n, 3),
+    }

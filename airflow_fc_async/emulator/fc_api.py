@@ -1,4 +1,5 @@
-"""The FC 3.0 operations of fc3-async-tasks.md: JSON in and out, FC's status codes and error bodies."""
+"""The FC 3.0 async-task operations (``core.endpoints.FC_ENDPOINTS``): JSON in and out, FC's status codes and error
+bodies."""
 
 from __future__ import annotations
 
@@ -132,25 +133,25 @@ class FcApi:
         prefix = q.get("prefix") or ""
         include = (q.get("includePayload") or "").lower() == "true"
         cursor = _decode_token(q.get("nextToken"))
-        tasks = []
-        for task in self.scheduler.tasks(request.params["function"]):
-            snap = self.scheduler.snapshot(task, include)
-            if prefix and not task.task_id.startswith(prefix):
-                continue
-            if statuses and snap["status"].lower() not in statuses:
-                continue
-            if qualifier and task.qualifier != qualifier:
-                continue
-            if (begin is not None and task.created_ms < begin) or (end is not None and task.created_ms > end):
-                continue
-            tasks.append(((task.created_ms, task.task_id), snap))
-        tasks.sort(key=lambda t: t[0], reverse=order == "desc")
-        if cursor is not None:
-            tasks = [t for t in tasks if (t[0] > cursor if order == "asc" else t[0] < cursor)]
-        page = tasks[:limit]
-        body: dict[str, Any] = {"tasks": [snap for _, snap in page]}
-        if len(tasks) > limit:
-            body["nextToken"] = _encode_token(page[-1][0])
+        if cursor is not None and not (
+            len(cursor) == 2 and isinstance(cursor[0], int) and isinstance(cursor[1], str)
+        ):
+            raise _bad(f"nextToken {q.get('nextToken')!r} is not valid")
+        records, after = self.scheduler.list_page(
+            request.params["function"],
+            limit,
+            newest_first=order == "desc",
+            after=None if cursor is None else (cursor[0], cursor[1]),
+            begin=begin,
+            end=end,
+            statuses={TaskStatus(s) for s in statuses},
+            prefix=prefix,
+            qualifier=qualifier,
+            include_payload=include,
+        )
+        body: dict[str, Any] = {"tasks": records}
+        if after is not None:
+            body["nextToken"] = _encode_token(after)
         return json_response(200, body, request.request_id)
 
     # -- async invoke configs -------------------------------------------------------------------------------

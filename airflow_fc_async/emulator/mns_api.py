@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from xml.sax.saxutils import escape
@@ -45,10 +46,16 @@ def mns_error(err: ApiError, request: Request, host_id: str) -> Response:
     return response
 
 
+def _query(request: Request) -> dict[str, str]:
+    """The query with lowercased names: MNS reads its parameters case-insensitively (the official Node SDK sends
+    ``receiptHandle``/``visibilityTimeout``, the Python SDK ``ReceiptHandle``/``VisibilityTimeout``)."""
+    return {k.lower(): v for k, v in request.query.items()}
+
+
 def mns_action(request: Request) -> str:
     """The operation a request asks for (for stats, faults and dispatch)."""
     on_messages = request.path.rstrip("/").endswith("/messages")
-    q = request.query
+    q = _query(request)
     if request.path.rstrip("/") == "/queues":
         return "ListQueue"
     if not on_messages:
@@ -61,10 +68,10 @@ def mns_action(request: Request) -> str:
         return "BatchSendMessage" if request.body.lstrip().find(b"<Messages") >= 0 else "SendMessage"
     if request.method == "GET":
         if q.get("peekonly", "").lower() == "true":
-            return "BatchPeekMessage" if "numOfMessages" in q else "PeekMessage"
-        return "BatchReceiveMessage" if "numOfMessages" in q else "ReceiveMessage"
+            return "BatchPeekMessage" if "numofmessages" in q else "PeekMessage"
+        return "BatchReceiveMessage" if "numofmessages" in q else "ReceiveMessage"
     if request.method == "DELETE":
-        return "DeleteMessage" if "ReceiptHandle" in q else "BatchDeleteMessage"
+        return "DeleteMessage" if "receipthandle" in q else "BatchDeleteMessage"
     if request.method == "PUT":
         return "ChangeMessageVisibility"
     return "Unknown"
@@ -166,12 +173,27 @@ class MnsApi:
         return _response(204, request)
 
     def _ListQueue(self, request: Request, name: str) -> Response:
+        """x-mns-prefix, x-mns-ret-number (1-1000, default 1000) and x-mns-marker from the previous page's
+        NextMarker (https://www.alibabacloud.com/help/en/mns/developer-reference/listqueue); the marker is opaque
+        (here the base64 of the next queue name)."""
         prefix = request.headers.get("x-mns-prefix", "")
+        number = _int(request.headers.get("x-mns-ret-number"), "x-mns-ret-number") or 1000
+        if not 1 <= number <= 1000:
+            raise ApiError(400, "InvalidArgument", f"x-mns-ret-number must be 1 to 1000, got {number}")
+        start = ""
+        if request.headers.get("x-mns-marker"):
+            try:
+                start = base64.b64decode(request.headers["x-mns-marker"], validate=True).decode("utf-8")
+            except ValueError:
+                raise ApiError(
+                    400, "InvalidArgument", "x-mns-marker is not a NextMarker of ListQueue"
+                ) from None
+        names = [n for n in self.store.names() if n.startswith(prefix) and n >= start]
         inner = "".join(
-            f"<Queue><QueueURL>{escape(self._location(n))}</QueueURL></Queue>"
-            for n in self.store.names()
-            if n.startswith(prefix)
+            f"<Queue><QueueURL>{escape(self._location(n))}</QueueURL></Queue>" for n in names[:number]
         )
+        if len(names) > number:
+            inner += _fields([("NextMarker", base64.b64encode(names[number].encode()).decode("ascii"))])
         return _response(200, request, "Queues", inner)
 
     # -- messages -------------------------------------------------------------------------------------------
@@ -217,7 +239,7 @@ class MnsApi:
         return _response(201, request, "Messages", inner)
 
     def _wait(self, request: Request) -> float | None:
-        raw = request.query.get("waitseconds")
+        raw = _query(request).get("waitseconds")
         if raw is None or raw == "":
             return None
         try:
@@ -226,7 +248,7 @@ class MnsApi:
             raise ApiError(400, "InvalidArgument", f"waitseconds must be a number, got {raw!r}") from None
 
     def _count(self, request: Request) -> int:
-        count = _int(request.query.get("numOfMessages"), "numOfMessages") or 1
+        count = _int(_query(request).get("numofmessages"), "numOfMessages") or 1
         if not 1 <= count <= _BATCH_MAX:
             raise ApiError(
                 400, "InvalidArgument", f"numOfMessages must be between 1 and {_BATCH_MAX}, got {count}"
@@ -256,7 +278,7 @@ class MnsApi:
         )
 
     def _DeleteMessage(self, request: Request, name: str) -> Response:
-        handle = request.query.get("ReceiptHandle", "")
+        handle = _query(request).get("receipthandle", "")
         if not handle:
             raise ApiError(400, "MissingReceiptHandle", "ReceiptHandle is required")
         self.store.delete_message(name, handle)
@@ -284,10 +306,11 @@ class MnsApi:
         return _response(204, request)
 
     def _ChangeMessageVisibility(self, request: Request, name: str) -> Response:
-        handle = request.query.get("ReceiptHandle", "")
+        query = _query(request)
+        handle = query.get("receipthandle", "")
         if not handle:
             raise ApiError(400, "MissingReceiptHandle", "ReceiptHandle is required")
-        timeout = _int(request.query.get("VisibilityTimeout"), "VisibilityTimeout")
+        timeout = _int(query.get("visibilitytimeout"), "VisibilityTimeout")
         if timeout is None:
             raise ApiError(400, "MissingVisibilityTimeout", "VisibilityTimeout is required")
         msg = self.store.change_visibility(name, handle, timeout)

@@ -24,6 +24,7 @@ from airflow_fc_async.core.models import TaskStatus
 from airflow_fc_async.emulator.config import AsyncConfigSpec, FunctionSpec
 from airflow_fc_async.emulator.runtime import Attempt, AttemptResult, Runtime
 from airflow_fc_async.emulator.settings import Settings
+from airflow_fc_async.emulator.task_index import Key, TaskIndex
 from airflow_fc_async.emulator.tasks import Task, destination_record, now_ms
 from airflow_fc_async.emulator.wire import ApiError
 
@@ -57,6 +58,7 @@ class _Function:
     idle: int = 0
     configs: dict[str, AsyncConfigSpec] = field(default_factory=dict)
     created: str = ""
+    index: TaskIndex = field(default_factory=TaskIndex)
 
 
 class Scheduler:
@@ -73,6 +75,8 @@ class Scheduler:
         self._closed = False
         self._logs: dict[str, list[str]] = {}
         self.executions: Counter[str] = Counter()
+        self.records_built = 0
+        """Task records (JSON) built for GetAsyncTask/ListAsyncTasks: a list page builds its own only."""
         self.log_sink: LogSink | None = None
         self._shipping: dict[str, _Shipping] = {}
 
@@ -155,7 +159,7 @@ class Scheduler:
     ) -> Task:
         fn = self.function(name)
         with self._lock:
-            if (name, task_id) in self._tasks:
+            if (name, task_id) in self._tasks:  # 409 is documented; GUESS: the code name
                 raise ApiError(
                     409, "AsyncTaskAlreadyExists", f"async task '{task_id}' of '{name}' already exists"
                 )
@@ -165,6 +169,9 @@ class Scheduler:
             )
             task.event(TaskStatus.ENQUEUED, "Enqueued" + (f" (delayed {delay:g}s)" if delay else ""))
             self._tasks[(name, task_id)] = task
+            if task.visible:
+                fn.index.add(task)
+                task.on_status = fn.index.moved
         self._push(fn, task, time.monotonic() + delay)
         return task
 
@@ -200,12 +207,51 @@ class Scheduler:
 
     def snapshot(self, task: Task, include_payload: bool = True) -> dict[str, Any]:
         with self._lock:
+            self.records_built += 1
             return task.to_json(include_payload)
+
+    def list_page(
+        self,
+        name: str,
+        limit: int,
+        *,
+        newest_first: bool,
+        after: Key | None = None,
+        begin: int | None = None,
+        end: int | None = None,
+        statuses: set[TaskStatus] | None = None,
+        prefix: str = "",
+        qualifier: str | None = None,
+        include_payload: bool = False,
+    ) -> tuple[list[dict[str, Any]], Key | None]:
+        """One ListAsyncTasks page: the records of up to ``limit`` tasks in list order, and the cursor of the
+        next page (None on the last). Builds only the page's records (``records_built``)."""
+        fn = self.function(name)
+        keep = None if qualifier is None else (lambda t: t.qualifier == qualifier)
+        with self._lock:
+            found = itertools.islice(
+                fn.index.select(
+                    newest_first=newest_first,
+                    begin=begin,
+                    end=end,
+                    after=after,
+                    statuses=statuses or (),
+                    prefix=prefix,
+                    keep=keep,
+                ),
+                limit + 1,
+            )
+            page = list(found)
+            more = len(page) > limit
+            page = page[:limit]
+            self.records_built += len(page)
+            records = [t.to_json(include_payload) for t in page]
+        return records, ((page[-1].created_ms, page[-1].task_id) if more else None)
 
     def stop(self, name: str, task_id: str) -> None:
         task = self.task(name, task_id)
         with self._lock:
-            if task.terminal or task.status is TaskStatus.STOPPING:
+            if task.terminal or task.status is TaskStatus.STOPPING:  # GUESS: 400 InvalidArgument
                 raise ApiError(
                     400,
                     "InvalidArgument",
@@ -337,6 +383,7 @@ class Scheduler:
                 task.end_ms = now_ms()
                 task.error_message = f"the event is older than maxAsyncEventAgeInSeconds ({config.max_async_event_age_in_seconds})"
                 task.event(TaskStatus.EXPIRED, "Expired: " + task.error_message)
+                # GUESS: the condition of an expired event (undocumented)
                 self._destination(task, config, success=False, condition="EventExpired", response="")
                 return
             task.event(TaskStatus.DEQUEUED, f"Dequeued (attempt {task.invocations + 1})")
@@ -367,6 +414,10 @@ class Scheduler:
             else:
                 task.return_payload = result.error_payload().decode("utf-8")
                 message = result.error.get("errorMessage", "")
+                # taskErrorMessage "UnhandledInvocationError" for a raised exception: the value of the API
+                # reference's example (AsyncTask.taskErrorMessage; FC 2.0 StatefulAsyncInvocation
+                # .invocationErrorMessage, https://www.alibabacloud.com/help/en/functioncompute/api-fc-open-2021-04-06-struct-statefulasyncinvocation)
+                # and FC's x-fc-error-type for an unhandled error. GUESS: the timeout/crash message itself.
                 task.error_message = (
                     message if result.kind in ("timeout", "crash") else "UnhandledInvocationError"
                 )
@@ -382,6 +433,9 @@ class Scheduler:
                         if result.kind == "timeout"
                         else task.return_payload
                     )
+                    # condition/functionError "InvocationError": the documented sample record (a timed-out
+                    # task, https://help.aliyun.com/en/functioncompute/fc/use-cases/best-practices-for-asynchronous-tasks);
+                    # GUESS: the same value for a raised exception (no list of conditions is documented).
                     self._destination(task, config, success=False, condition="InvocationError", response=body)
         if retry:
             self._push(fn, task, time.monotonic() + self.settings.retry_delay)
@@ -392,6 +446,7 @@ class Scheduler:
         task.event(TaskStatus.STOPPED, "Stopped")
         fn = self._functions.get(task.function)
         config = self._config(fn, task.qualifier) if fn else AsyncConfigSpec()
+        # GUESS: a stopped task goes to onFailure (FC 2.0 evidence) with this condition (undocumented)
         self._destination(task, config, success=False, condition="TaskStopped", response="")
 
     def _destination(
@@ -408,7 +463,7 @@ class Scheduler:
         task.destination_status = "Failed" if error else "Succeeded"
         detail = f"Destination {'onSuccess' if success else 'onFailure'} {arn}: " + (error or "delivered")
         status = task.status
-        task.event(status, detail)
+        task.event(status, detail)  # GUESS: a second event with the task's status records the delivery
 
     # -- stats and shutdown ----------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -418,6 +473,7 @@ class Scheduler:
     def reset_stats(self) -> None:
         with self._lock:
             self.executions.clear()
+            self.records_built = 0
 
     def shutdown(self) -> None:
         self._closed = True

@@ -8,9 +8,11 @@ written with one send, and TCP_NODELAY is set (headers and body in separate smal
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
@@ -21,8 +23,10 @@ from urllib.parse import unquote
 from airflow_fc_async.core.endpoints import FC_API_VERSION, FC_ENDPOINTS, MNS_ENDPOINTS, SLS_ENDPOINTS
 from airflow_fc_async.core.signing import http_date
 from airflow_fc_async.emulator.auth import check_fc, check_mns
+from airflow_fc_async.emulator.console import is_console_path
 from airflow_fc_async.emulator.faults import Faults, RequestStats
 from airflow_fc_async.emulator.fc_api import FcApi
+from airflow_fc_async.emulator.guard import browser_refusal
 from airflow_fc_async.emulator.mns_api import MnsApi, mns_action, mns_error
 from airflow_fc_async.emulator.settings import ADMIN_PREFIX, Settings
 from airflow_fc_async.emulator.sls_api import SlsApi, check_sls, sls_error
@@ -64,17 +68,35 @@ class Router:
         self.stats = RequestStats()
         self._host_id = host_id
         self.sls: SlsApi | None = None  # set by the Emulator: GetLogs for the functions' logConfig
+        self.console: Callable[[Request], Response] | None = None  # set by the Emulator: read-only pages
+
+    def render(self, request: Request, err: ApiError) -> Response:
+        """An error in the format of the API the path belongs to (admin: JSON ``{"error": ...}``)."""
+        if _is_admin(request.path):
+            return Response(
+                err.status,
+                json.dumps({"error": err.message}).encode("utf-8"),
+                {"content-type": "application/json", **err.headers},
+            )
+        if request.path.startswith(_FC_PREFIX):
+            return fc_error(err, request.request_id)
+        if request.path.startswith(_SLS_PREFIX):
+            return sls_error(err, request.request_id)
+        return mns_error(err, request, self._host_id())
 
     def handle(self, request: Request) -> Response:
-        if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
+        refusal = browser_refusal(request.headers, self.settings)
+        if refusal is not None:
+            return self.render(request, ApiError(403, "AccessDenied", refusal))
+        if _is_admin(request.path):
             return self.admin(request)
+        if self.console is not None and is_console_path(request.path):
+            return self.console(request)
         is_fc = request.path.startswith(_FC_PREFIX)
         is_sls = not is_fc and request.path.startswith(_SLS_PREFIX)
 
         def render(err: ApiError) -> Response:
-            if is_sls:
-                return sls_error(err, request.request_id)
-            return fc_error(err, request.request_id) if is_fc else mns_error(err, request, self._host_id())
+            return self.render(request, err)
 
         try:
             request.query = parse_query(request.raw_query)
@@ -86,6 +108,15 @@ class Router:
             self.stats.count("Unknown", request.method, request.path)
             return render(err)
         self.stats.count(request.action, request.method, request.path)
+        started = time.perf_counter()
+        try:
+            return self._serve(request, is_fc, is_sls, render)
+        finally:  # long polls (ReceiveMessage waitseconds) count their wait too
+            self.stats.timed(request.action, time.perf_counter() - started)
+
+    def _serve(
+        self, request: Request, is_fc: bool, is_sls: bool, render: Callable[[ApiError], Response]
+    ) -> Response:
         fault = self.faults.decide(request.action, request.path)
         if fault.latency:
             time.sleep(fault.latency)
@@ -159,34 +190,58 @@ class Router:
         )
 
 
+def _is_admin(path: str) -> bool:
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
+class _TooLarge(Exception):
+    """The body is over the cap: answered 413 and the connection closed, the rest never read."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fc-emulator"
     server: HttpServer
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.router.settings.request_timeout)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _body(self) -> bytes:
+        """The body, read only up to the cap: an announced Content-Length is checked before a byte is read, a
+        chunked body is refused as soon as its chunks add up past the cap."""
+        limit = self.server.router.settings.max_body_bytes
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             chunks: list[bytes] = []
+            total = 0
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    raise ValueError("a malformed chunk size") from None
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass
                     return b"".join(chunks)
+                total += size
+                if total > limit:
+                    raise _TooLarge(total)
                 chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+                self.rfile.readline(1024)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ValueError("Content-Length is not a number") from None
+        if length > limit:
+            raise _TooLarge(length)
+        return self.rfile.read(length) if length > 0 else b""
 
     def _dispatch(self) -> None:
-        body = self._body()
         target = self.path
         if "://" in target:  # absolute-form request target
             target = "/" + target.split("://", 1)[1].partition("/")[2]
@@ -195,14 +250,44 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]},{value}" if key in headers else value
-        request = Request(self.command, path, raw_query, headers, body)
-        response = self.server.router.handle(request)
+        request = Request(self.command, path, raw_query, headers, b"")
+        router = self.server.router
+        try:
+            request.body = self._body()
+        except _TooLarge as exc:
+            self.close_connection = True  # the unread rest of the body must not be taken for a request
+            limit = router.settings.max_body_bytes
+            message = (
+                f"the request body ({exc.args[0]} bytes or more) exceeds the emulator's cap of {limit} bytes"
+            )
+            self._write(router.render(request, ApiError(413, "EntityTooLarge", message)))
+            self._linger()
+            return
+        except ValueError as exc:
+            self.close_connection = True
+            self._write(router.render(request, ApiError(400, "InvalidArgument", str(exc))))
+            return
+        response = router.handle(request)
         if response is RESET:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             self.connection.close()
             return
         self._write(response)
+
+    def _linger(self) -> None:
+        """Close after a refused body without a reset that would destroy the answer: stop sending, then discard
+        (never keep) what the client is still sending, for at most a second and a few MB."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(1.0)
+            deadline = time.monotonic() + 1.0
+            for _ in range(64):
+                if time.monotonic() > deadline or not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass
 
     def _write(self, response: Response) -> None:
         try:
@@ -225,18 +310,52 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HttpServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``settings.max_connections`` of them: a connection past the cap gets a
+    503 at once (the clients retry it), so that half-sent or idle connections cannot take every thread; each of
+    those is closed after ``settings.request_timeout`` seconds of silence."""
+
     daemon_threads = True
     request_queue_size = 512
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], router: Router) -> None:
         self.router = router
+        self._slots = threading.BoundedSemaphore(router.settings.max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, sock: socket.socket) -> None:
+        body = b'{"Code":"ServiceUnavailable","Message":"the emulator serves its maximum of connections"}'
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            sock.settimeout(1.0)
+            sock.sendall(head.encode("ascii") + body)
+        except OSError:
+            pass
+        self.shutdown_request(sock)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
         exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):  # a client went away or a fault reset the connection
+        if isinstance(exc, OSError):  # a client went away, a fault reset the connection, or a read timed out
             return
         log.exception("emulator: error serving %s", client_address)

@@ -1,4 +1,4 @@
-"""Log Service (SLS) GetLogs v1 for the functions' ``logConfig`` (sls-logs.md): rows, query, signature, errors.
+"""Log Service (SLS) GetLogs v1 for the functions' ``logConfig``: rows, query, signature, errors.
 
 Every function with a ``logConfig`` ships its lines here as FC 3.0 does: one row per line under the topic
 ``FCLogs:{function}``, framed by ``FC Invoke Start/End RequestId: <id>`` lines, with ``functionName``,
@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from airflow_fc_async.core.endpoints import H
 from airflow_fc_async.core.function_logs import function_topic
 from airflow_fc_async.core.signing import parse_sls_authorization, sls_signature, sls_string_to_sign
+from airflow_fc_async.emulator.auth import redact_credentials
 from airflow_fc_async.emulator.config import FunctionSpec
 from airflow_fc_async.emulator.settings import Settings
 from airflow_fc_async.emulator.wire import ApiError, Request, Response
@@ -93,7 +94,7 @@ def project_of(host_header: str) -> str | None:
 
 
 def check_sls(request: Request, settings: Settings) -> None:
-    """Verify a v1 ``LOG id:signature`` request over the decoded query (sls-logs.md); raise SLS errors."""
+    """Verify a v1 ``LOG id:signature`` request over the decoded query (as ``core.signing`` signs it); raise SLS errors."""
     raw = request.headers.get(H.AUTHORIZATION)
     parsed = parse_sls_authorization(raw) if raw else None
     if parsed is None:
@@ -137,7 +138,8 @@ def check_sls(request: Request, settings: Settings) -> None:
         raise ApiError(
             401,
             "SignatureNotMatch",
-            f"signature {signature} not match; the server's string to sign is {string_to_sign!r}",
+            f"signature {signature} not match; the server's string to sign (credential values masked) is "
+            f"{sls_string_to_sign(request.method, request.path, request.query, redact_credentials(request.headers))!r}",
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ class Task:
     instance_id: str = ""
     attempt: Attempt | None = None
     stop_requested: bool = False
+    on_status: Callable[[Task, TaskStatus], None] | None = None
+    """Called with the old status after each change (the scheduler's list index)."""
 
     @property
     def terminal(self) -> bool:
@@ -48,7 +51,9 @@ class Task:
 
     def event(self, status: TaskStatus, detail: str) -> None:
         """Record a transition (the status changes too unless it is only a detail, e.g. a delivery)."""
-        self.status = status
+        old, self.status = self.status, status
+        if old is not status and self.on_status is not None:
+            self.on_status(self, old)
         self.events.append(
             {
                 "eventId": len(self.events) + 1,

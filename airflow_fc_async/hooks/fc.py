@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_fc_async.core.endpoints import console_task_url
+from airflow_fc_async.core.endpoints import console_task_url, emulator_console_task_url, is_emulator_endpoint
 from airflow_fc_async.core.errors import FcInvalidArgumentError
 from airflow_fc_async.core.models import AsyncInvocation, AsyncInvokeConfig, AsyncTask, TaskStatus
 from airflow_fc_async.hooks.base import FcBaseHook
@@ -62,13 +62,14 @@ class FcHook(FcBaseHook):
         return self._client
 
     async def aget_conn(self) -> AsyncFcClient:
-        """The async client, built from a connection read without blocking the event loop."""
-        if self._aclient is None:
-            from airflow_fc_async.core.fc import AsyncFcClient
+        """The async client (one per hook), built from a connection read without blocking the event loop."""
+        if self._aclient is not None:
+            return self._aclient
+        from airflow_fc_async.core.fc import AsyncFcClient
 
-            s = await self.asettings()
-            self._aclient = AsyncFcClient(s.endpoint("fc"), s.credentials, **self._client_kwargs(s))
-        return self._aclient
+        return await self._abuild_once(
+            "_aclient", lambda s: AsyncFcClient(s.endpoint("fc"), s.credentials, **self._client_kwargs(s))
+        )
 
     def get_sls_client(self) -> SlsClient:
         """The sync SLS (GetLogs) client: extra ``sls_endpoint``, else ``https://{region}.log.aliyuncs.com``."""
@@ -80,12 +81,13 @@ class FcHook(FcBaseHook):
         return self._sls
 
     async def aget_sls_client(self) -> AsyncSlsClient:
-        if self._asls is None:
-            from airflow_fc_async.core.sls import AsyncSlsClient
+        if self._asls is not None:
+            return self._asls
+        from airflow_fc_async.core.sls import AsyncSlsClient
 
-            s = await self.asettings()
-            self._asls = AsyncSlsClient(s.endpoint("sls"), s.credentials, **self._client_kwargs(s))
-        return self._asls
+        return await self._abuild_once(
+            "_asls", lambda s: AsyncSlsClient(s.endpoint("sls"), s.credentials, **self._client_kwargs(s))
+        )
 
     def close(self) -> None:
         if self._client is not None:
@@ -104,16 +106,14 @@ class FcHook(FcBaseHook):
             self._asls = None
 
     def console_url(self, function_name: str, task_id: str, qualifier: str = "LATEST") -> str:
-        """The FC console page of a task; with an endpoint override and no region, the task's API URL."""
+        """The FC console page of a task while the connection names a region and the FC endpoint is Alibaba
+        Cloud's (its default, or an override such as a VPC endpoint); the emulator's console page when the FC
+        endpoint is the emulator (a loopback host) or there is no region."""
         s = self.settings()
-        if s.region and "fc" not in s.overrides:
+        fc = s.endpoint("fc") if (not s.region or "fc" in s.overrides) else ""
+        if s.region and not (fc and is_emulator_endpoint(fc)):
             return console_task_url(s.region, function_name, task_id, qualifier)
-        from urllib.parse import quote
-
-        from airflow_fc_async.core.endpoints import FC_ENDPOINTS
-
-        path = FC_ENDPOINTS["GetAsyncTask"].path(function=function_name, task_id=task_id)
-        return f"{s.endpoint('fc')}{path}?qualifier={quote(qualifier, safe='')}"
+        return emulator_console_task_url(fc, function_name, task_id, qualifier)
 
     # -- sync --------------------------------------------------------------------------------------------------
     def invoke_async(
@@ -180,13 +180,14 @@ class FcHook(FcBaseHook):
         self, function_name: str, task_id: str, *, qualifier: str = "LATEST", new_task_id: str | None = None
     ) -> AsyncInvocation:
         """Invoke ``function_name`` again with the payload task ``task_id`` had, under a new task id."""
+        from airflow_fc_async.core.validation import check_rerun_payload
+
         source = self.get_async_task(function_name, task_id, qualifier=qualifier)
         if source.payload is None:
             self.log.warning("Task %s has no recorded payload: re-running it with an empty one", task_id)
+        body = check_rerun_payload(task_id, source.payload)  # refuses a payload FC could not record as it was
         new_id = new_task_id or rerun_task_id(task_id)
-        inv = self.invoke_async(
-            function_name, (source.payload or "").encode("utf-8"), qualifier=qualifier, task_id=new_id
-        )
+        inv = self.invoke_async(function_name, body, qualifier=qualifier, task_id=new_id)
         self.log.info("Re-ran task %s as %s", task_id, inv.task_id)
         return inv
 

@@ -36,12 +36,14 @@ class MnsHook(FcBaseHook):
         return self._client
 
     async def aget_conn(self) -> AsyncMnsClient:
-        if self._aclient is None:
-            from airflow_fc_async.core.mns import AsyncMnsClient
+        """The async client (one per hook, see :meth:`FcBaseHook._abuild_once`)."""
+        if self._aclient is not None:
+            return self._aclient
+        from airflow_fc_async.core.mns import AsyncMnsClient
 
-            s = await self.asettings()
-            self._aclient = AsyncMnsClient(s.endpoint("mns"), s.credentials, **self._client_kwargs(s))
-        return self._aclient
+        return await self._abuild_once(
+            "_aclient", lambda s: AsyncMnsClient(s.endpoint("mns"), s.credentials, **self._client_kwargs(s))
+        )
 
     def close(self) -> None:
         if self._client is not None:
@@ -141,9 +143,11 @@ class MnsHook(FcBaseHook):
         timeout: float,
         delete_on_read: bool = True,
         before_delete: Callable[[DestinationRecord], Any] | None = None,
+        function_name: str | None = None,
     ) -> DestinationRecord | None:
         """The record of ``request_id`` within ``timeout`` seconds, or None, without harming other consumers:
-        foreign messages are never deleted; ours is deleted after ``before_delete(record)`` (store it there)."""
+        foreign messages are never deleted; ours is deleted after ``before_delete(record)`` (store it there).
+        ``function_name``: records of that function awaited by other processes are handed back at once."""
         from airflow_fc_async.core.destination_receiver import fetch_destination_record
 
         return fetch_destination_record(
@@ -153,6 +157,7 @@ class MnsHook(FcBaseHook):
             wait_seconds=timeout,
             delete_on_read=delete_on_read,
             before_delete=before_delete,
+            function_name=function_name,
         )
 
     async def await_for_destination_record(
@@ -162,6 +167,7 @@ class MnsHook(FcBaseHook):
         timeout: float,
         delete_on_read: bool = True,
         before_delete: Callable[[DestinationRecord], Any] | None = None,
+        function_name: str | None = None,
     ) -> DestinationRecord | None:
         """The async twin of :meth:`wait_for_destination_record` (``before_delete`` may be async)."""
         from airflow_fc_async.core.destination_receiver import afetch_destination_record
@@ -173,6 +179,7 @@ class MnsHook(FcBaseHook):
             wait_seconds=timeout,
             delete_on_read=delete_on_read,
             before_delete=before_delete,
+            function_name=function_name,
         )
 
     def claim_destination_record(
@@ -183,6 +190,7 @@ class MnsHook(FcBaseHook):
         timeout: float,
         delete_on_read: bool = True,
         hold_seconds: int = 60,
+        function_name: str | None = None,
     ) -> ClaimedRecord | None:
         """The record and a receipt handle valid ``hold_seconds``: store it, then :meth:`ack_destination_record`."""
         from airflow_fc_async.core.destination_receiver import claim_destination_record
@@ -194,6 +202,7 @@ class MnsHook(FcBaseHook):
             timeout=timeout,
             delete_on_read=delete_on_read,
             hold_seconds=hold_seconds,
+            function_name=function_name,
         )
 
     async def aclaim_destination_record(
@@ -204,6 +213,7 @@ class MnsHook(FcBaseHook):
         timeout: float,
         delete_on_read: bool = True,
         hold_seconds: int = 900,
+        function_name: str | None = None,
     ) -> ClaimedRecord | None:
         from airflow_fc_async.core.destination_receiver import aclaim_destination_record
 
@@ -214,13 +224,15 @@ class MnsHook(FcBaseHook):
             timeout=timeout,
             delete_on_read=delete_on_read,
             hold_seconds=hold_seconds,
+            function_name=function_name,
         )
 
-    def ack_destination_record(self, claim: ClaimedRecord) -> bool:
-        """Delete a stored record's message (True when deleted now; else it goes when a receiver sees it)."""
+    def ack_destination_record(self, claim: ClaimedRecord, settle_seconds: float = 30.0) -> bool:
+        """Delete a stored record's message (True when deleted). A stale handle: wait up to ``settle_seconds``
+        for a receive of this process to see the message again and delete it."""
         from airflow_fc_async.core.destination_receiver import ack_destination_record
 
-        return ack_destination_record(self.get_conn(), claim)
+        return ack_destination_record(self.get_conn(), claim, settle_seconds=settle_seconds)
 
     async def aack_destination_record(self, claim: ClaimedRecord) -> bool:
         from airflow_fc_async.core.destination_receiver import aack_destination_record

@@ -1,7 +1,7 @@
 """Following one FC async task to its end: the one wait loop, deferral, outcome and cancellation.
 
-Shared by every operator that starts or re-runs a task (``FcInvokeAsyncOperator`` now, ``FcRerunAsyncTaskOperator``
-later): a subclass obtains a :class:`TaskRef` (invoke, re-run or re-attach) and calls :meth:`FcAsyncTaskMixin.follow`.
+Shared by every operator that starts or re-runs a task (``FcInvokeAsyncOperator`` and its subclass
+``FcRerunAsyncTaskOperator``): a subclass obtains a :class:`TaskRef` (invoke, re-run or re-attach) and calls :meth:`FcAsyncTaskMixin.follow`.
 """
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_fc_async.core.errors import (
+    FUNCTION_MISSING_CODES,
     FcAuthError,
+    FcConflictError,
     FcError,
     FcInvalidArgumentError,
     FcNotFoundError,
     FcValidationError,
 )
-from airflow_fc_async.core.models import AsyncTask, decode_payload
-from airflow_fc_async.core.progress import ProgressTracker
-from airflow_fc_async.core.waiting import WaitPolicy
 
 if TYPE_CHECKING:
     from airflow_fc_async.core.function_logs import LogCursor
+    from airflow_fc_async.core.models import AsyncTask
+    from airflow_fc_async.core.progress import ProgressTracker
     from airflow_fc_async.hooks.fc import FcHook
 
 __all__ = [
@@ -51,8 +52,11 @@ STATE_KEY = "fc_async_task"
 RECORD_KEY = "fc_destination_record"
 """Key of the task state store holding the destination record once it was taken off the queue."""
 
+_RETURN_LOG_CHARS = 200  # the return payload's line in the task log: a glimpse, XCom has it whole
 _DEFER_MARGIN = 60.0  # the trigger's own deadline fires this long before the deferral timeout
 _RESULT_READ_ATTEMPTS = 3
+_STATUS_RECHECK = 5.0  # while waiting for a record, re-read destinationStatus this often
+_NOT_DELIVERED = "FC reports destinationStatus Failed: it did not deliver the record"
 
 
 @dataclass(frozen=True)
@@ -76,13 +80,20 @@ class TaskRef:
 def airflow_error(err: FcError, doing: str) -> AirflowException:
     """The Airflow exception for an FC error: no retry where a retry cannot help."""
     msg = f"{doing} failed: {err}"
-    if isinstance(err, FcValidationError | FcNotFoundError | FcInvalidArgumentError | FcAuthError):
+    if isinstance(
+        err, FcValidationError | FcNotFoundError | FcInvalidArgumentError | FcAuthError | FcConflictError
+    ):
         return AirflowFailException(msg)
     return AirflowException(msg)
 
 
 def task_result(task: AsyncTask, destination_record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The XCom return value: small and JSON-able; ``return_payload`` parsed when it is JSON."""
+    """The XCom return value, at most ``MAX_RESULT_BYTES`` of JSON as a whole: past it ``return_payload`` is
+    dropped (``return_payload_truncated``), then the record's ``responsePayload`` / ``requestPayload``
+    (``destination_record.<key>_truncated``); ``return_payload`` parsed when it is JSON."""
+    from airflow_fc_async.core.destinations import fit_record
+    from airflow_fc_async.core.models import decode_payload
+
     result: dict[str, Any] = {
         "task_id": task.task_id,
         "request_id": task.request_id,
@@ -90,11 +101,31 @@ def task_result(task: AsyncTask, destination_record: dict[str, Any] | None = Non
         "return_payload": decode_payload(task.return_payload),
         "destination_record": destination_record,
     }
-    size = len(json.dumps(result, default=str))
-    if size > MAX_RESULT_BYTES:
+    if _size(result) > MAX_RESULT_BYTES:
         result["return_payload"] = None
         result["return_payload_truncated"] = True
+    if destination_record is not None and _size(result) > MAX_RESULT_BYTES:
+        budget = MAX_RESULT_BYTES - (_size(result) - _size(destination_record))
+        result["destination_record"], _ = fit_record(destination_record, budget)
     return result
+
+
+def fit_destination_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A record alone within the XCom bound (its own ``destination_record`` XCom and the task state store)."""
+    from airflow_fc_async.core.destinations import fit_record
+
+    return fit_record(record, MAX_RESULT_BYTES - 1024)
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, default=str))
+
+
+def short_payload(payload: str) -> str:
+    """The return payload on one short line (whitespace folded, cut to ``_RETURN_LOG_CHARS``)."""
+    from airflow_fc_async.core.progress import truncate
+
+    return truncate(" ".join(payload.split()), _RETURN_LOG_CHARS)
 
 
 def failure_message(ref: TaskRef, task: AsyncTask, console_url: str) -> str:
@@ -218,6 +249,17 @@ class FcAsyncTaskMixin:
         except Exception:  # the link is a convenience: never fail a task over it
             return ""
 
+    def _link_url(self, context: Any, url: str, *, persist: bool) -> None:
+        """Remember the console URL for :class:`FcAsyncTaskLink` (Airflow's finalize step pushes it to XCom at
+        every exit of this process, deferral included) and push it now when the link must work while a blocking
+        wait runs. A deferrable task pushes nothing itself and finalize reads nothing back: two API round trips
+        fewer in the deferral exit, which widens Airflow's defer-exit race (README, Scaling out)."""
+        from airflow_fc_async.links import FcAsyncTaskLink
+
+        self.__dict__["_fc_console_url"] = url
+        if persist and url:
+            FcAsyncTaskLink.persist(context, url)
+
     # -- following ---------------------------------------------------------------------------------------------
     def _start_following(self, ref: TaskRef) -> None:
         self._fc_ref = ref
@@ -227,6 +269,8 @@ class FcAsyncTaskMixin:
 
     def follow(self, context: Any, ref: TaskRef, first_read: AsyncTask | None = None) -> dict[str, Any]:
         """Wait for ``ref`` (blocking, or by deferring) and return its result; raise when it did not succeed."""
+        from airflow_fc_async.core.progress import ProgressTracker
+
         self._start_following(ref)
         tracker = ProgressTracker()
         self._open_logs(ref)
@@ -241,7 +285,8 @@ class FcAsyncTaskMixin:
             if task is not None and task.is_terminal:
                 self._drain_logs(ref, task)
                 return self.finish(context, ref, task)
-            self._defer_to_trigger(ref, tracker)
+            started = task.started_time.timestamp() if task is not None and task.started_time else None
+            self._defer_to_trigger(ref, tracker, started_after=started)
         if first_read is not None and first_read.is_terminal:
             self._drain_logs(ref, first_read)
             return self.finish(context, ref, first_read)
@@ -255,37 +300,109 @@ class FcAsyncTaskMixin:
             if err.retryable:
                 self.log.warning("Reading FC task %s failed (%s); deferring anyway", ref.task_id, err)
                 return None
-            raise airflow_error(err, f"Reading FC async task {ref.task_id}") from err
+            raise self._read_error(ref, err) from err
+
+    def _read_error(self, ref: TaskRef, err: FcError) -> AirflowException:
+        """The exception for a failed GetAsyncTask; a 404 of a task FC accepted is explained when it can be.
+
+        FC accepts an async invoke of a function whose async invoke config lacks ``asyncTask: true``, runs it,
+        and keeps no task record: GetAsyncTask answers 404. The config is read to say so.
+        """
+        if isinstance(err, FcNotFoundError) and err.code not in FUNCTION_MISSING_CODES:
+            try:
+                config = self.hook.get_async_invoke_config(ref.function_name, qualifier=ref.qualifier)
+            except FcError as config_err:
+                self.log.warning(
+                    "Reading the async invoke config of %s failed: %s", ref.function_name, config_err
+                )
+            else:
+                if config is None or config.async_task is not True:
+                    what = (
+                        "has no async invoke config"
+                        if config is None
+                        else "has an async invoke config without asyncTask: true"
+                    )
+                    return AirflowFailException(
+                        f"FC accepted async task {ref.task_id}, but GetAsyncTask cannot find it: function "
+                        f"{ref.function_name} (qualifier {ref.qualifier}) {what}, so FC keeps no task records (the "
+                        "invocation runs, but it cannot be followed or stopped). Enable it with "
+                        f"FcAsyncInvokeConfigOperator(function_name={ref.function_name!r}, async_task=True) or "
+                        "'asyncTask: true' under the function's asyncInvokeConfig in s.yaml"
+                    )
+        return airflow_error(err, f"Reading FC async task {ref.task_id}")
 
     def _wait_blocking(self, ref: TaskRef, tracker: ProgressTracker, reads: int = 0) -> AsyncTask:
-        """The one blocking wait loop: WaitPolicy's schedule, the max_wait deadline, transient errors retried."""
+        """The one blocking wait loop: WaitPolicy's schedule, the max_wait deadline, transient errors retried.
+
+        When the function's destinations push every end (``core.push_completion``), the task's record wakes the
+        wait and one read confirms the end; the schedule is then ``WaitPolicy.behind_push()``, a fallback."""
+        from airflow_fc_async.core.waiting import WaitPolicy
+
         policy = WaitPolicy.for_poll_interval(self.poll_interval, self.max_wait)
         deadline = policy.deadline()
         event = self._fc_kill_event or threading.Event()
-        while True:
-            self._raise_if_killed(ref)
-            if deadline.expired():
-                self.stop_task(ref, f"max_wait of {self.max_wait:g} s passed")
-                raise AirflowException(
-                    f"FC async task {ref.task_id} of function {ref.function_name} did not finish within "
-                    f"max_wait={self.max_wait:g} s; it was stopped. Console: {self.console_url(ref)}"
-                )
-            event.wait(deadline.sleep_for(policy, reads))
-            self._raise_if_killed(ref)
-            reads += 1
-            try:
-                task = self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
-            except FcError as err:
-                if not err.retryable:
-                    raise airflow_error(err, f"Reading FC async task {ref.task_id}") from err
-                self.log.warning("Transient error reading FC task %s, will retry: %s", ref.task_id, err)
-                continue
-            self._log_lines(ref, tracker.update(task))
-            self._stream_logs(ref, task)
-            if task.is_terminal:
+        push = self._push_signal(ref, event)
+        if push is not None:
+            policy = policy.behind_push()
+        try:
+            while True:
                 self._raise_if_killed(ref)
-                self._drain_logs(ref, task)
-                return task
+                if deadline.expired():
+                    self.stop_task(ref, f"max_wait of {self.max_wait:g} s passed")
+                    raise AirflowException(
+                        f"FC async task {ref.task_id} of function {ref.function_name} did not finish within "
+                        f"max_wait={self.max_wait:g} s; it was stopped. Console: {self.console_url(ref)}"
+                    )
+                if push is None or not push.arrived:
+                    event.wait(deadline.sleep_for(policy, reads))
+                self._raise_if_killed(ref)
+                pushed = push is not None and push.arrived
+                if pushed and push is not None:
+                    event.clear()  # set by the record (a kill sets the flag checked above first)
+                    push.close()
+                    push = None
+                task = self._read_in_wait(ref)
+                reads += 1
+                if task is None:
+                    continue
+                if pushed and not task.is_terminal:  # a record before the end: poll as usual
+                    policy = WaitPolicy.for_poll_interval(self.poll_interval, self.max_wait)
+                self._log_lines(ref, tracker.update(task))
+                self._stream_logs(ref, task)
+                if task.is_terminal:
+                    self._raise_if_killed(ref)
+                    self._drain_logs(ref, task)
+                    return task
+        finally:
+            if push is not None:
+                push.close()
+
+    def _push_signal(self, ref: TaskRef, event: threading.Event) -> Any:
+        """The destination record as the end signal of a blocking wait, when the function pushes every end."""
+        if not ref.request_id:
+            return None
+        from airflow_fc_async.core.push_completion import RecordSignal, push_route
+        from airflow_fc_async.hooks.mns import MnsHook
+
+        try:
+            route = push_route(self.hook.get_conn(), ref.function_name, ref.qualifier)
+            if route is None:
+                return None
+            client = MnsHook(fc_conn_id=self.fc_conn_id).get_conn()
+        except Exception as err:  # an optimisation: the poll alone still ends the wait
+            self.log.info("FC task %s: no push completion (%s); polling", ref.task_id, err)
+            return None
+        return RecordSignal(client, route, ref.request_id, function_name=ref.function_name, wake=event)
+
+    def _read_in_wait(self, ref: TaskRef) -> AsyncTask | None:
+        """One status read of the blocking wait; None after a transient error (retried on the schedule)."""
+        try:
+            return self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
+        except FcError as err:
+            if not err.retryable:
+                raise self._read_error(ref, err) from err
+            self.log.warning("Transient error reading FC task %s, will retry: %s", ref.task_id, err)
+            return None
 
     def _log_lines(self, ref: TaskRef, lines: list[str]) -> None:
         for line in lines:
@@ -315,7 +432,9 @@ class FcAsyncTaskMixin:
             event = self._fc_kill_event or threading.Event()
             self._fc_logs.drain(task, event.wait, lambda lines: self._log_lines(ref, lines))
 
-    def _defer_to_trigger(self, ref: TaskRef, tracker: ProgressTracker) -> NoReturn:
+    def _defer_to_trigger(
+        self, ref: TaskRef, tracker: ProgressTracker, started_after: float | None = None
+    ) -> NoReturn:
         from airflow_fc_async.triggers.fc import FcAsyncTaskTrigger
 
         wait = self.max_wait
@@ -333,6 +452,8 @@ class FcAsyncTaskMixin:
             request_id=ref.request_id,
             logs=self._fc_logs.cursor.to_dict() if self._fc_logs is not None else None,
             log_wait=self.log_wait,
+            started_after=started_after,
+            **self._destination_kwargs(),
         )
         self.log.info("Deferring: the triggerer follows FC task %s", ref.task_id)
         self.defer(
@@ -341,8 +462,21 @@ class FcAsyncTaskMixin:
             timeout=timedelta(seconds=wait + _DEFER_MARGIN) if wait else None,
         )
 
+    def _destination_kwargs(self) -> dict[str, Any]:
+        """The trigger waits for the destination record too (when a queue is set): its event carries it."""
+        queue = getattr(self, "destination_queue", None)
+        if not queue:
+            return {}
+        return {
+            "destination_queue": queue,
+            "destination_timeout": float(getattr(self, "destination_timeout", 30.0)),
+        }
+
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger: its lines go to the task log, then success returns and anything else raises."""
+        """Resume after the trigger: success returns, anything else raises.
+
+        The trigger's lines are not logged again: the triggerer wrote them into this task's log live.
+        """
         if not isinstance(event, dict) or "status" not in event or "async_task_id" not in event:
             raise AirflowException(f"Unexpected trigger event: {event!r}")
         ref = TaskRef(
@@ -352,11 +486,14 @@ class FcAsyncTaskMixin:
             request_id=event.get("request_id"),
         )
         self._start_following(ref)
-        self._log_lines(ref, list(event.get("lines") or ()))
+        self._fc_destination_event = event.get("destination")
+        self._link_url(context, self.console_url(ref), persist=False)
         status = event["status"]
         if status == "success":
             return self.finish(context, ref, self._read_result(ref))
         if status == "failure":
+            from airflow_fc_async.core.models import AsyncTask
+
             return self.finish(context, ref, AsyncTask.from_json(event["task"]))
         if status == "timeout":
             self.stop_task(ref, "the wait for it timed out in the triggerer")
@@ -375,8 +512,8 @@ class FcAsyncTaskMixin:
 
         try:
             return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
-        except compat.task_deferral_timeout() as exc:
-            if not compat.is_deferral_timeout(exc):  # Airflow 2: a trigger failure raises the same class
+        except Exception as exc:
+            if not compat.is_deferral_timeout(exc):
                 raise
             store = compat.task_state_store(context)
             saved = store.get(STATE_KEY) if store is not None else None
@@ -416,7 +553,21 @@ class FcAsyncTaskMixin:
                     task.task_id,
                     MAX_RESULT_BYTES,
                 )
+            cut = [
+                k
+                for k in ("responsePayload", "requestPayload")
+                if (result["destination_record"] or {}).get(f"{k}_truncated")
+            ]
+            if cut:
+                self.log.warning(
+                    "The XCom result of FC task %s would exceed %d bytes: %s of its destination record left out",
+                    task.task_id,
+                    MAX_RESULT_BYTES,
+                    " and ".join(cut),
+                )
             self.log.info("FC task %s succeeded (request id %s)", task.task_id, task.request_id)
+            if task.return_payload:
+                self.log.info("FC task %s returned: %s", task.task_id, short_payload(task.return_payload))
             return result
         message = failure_message(ref, task, self.console_url(ref))
         if record is not None:
@@ -430,8 +581,10 @@ class FcAsyncTaskMixin:
         """The task's destination record from ``destination_queue`` (None when no queue is set or none came).
 
         The record may reach the queue before or after the terminal status is read: it is awaited at most
-        ``destination_timeout`` seconds. It is pushed to XCom (key ``destination_record``) before its message is
-        deleted, so it is never lost; other consumers' messages on the queue are left alone.
+        ``destination_timeout`` seconds, not at all when FC reports ``destinationStatus`` Failed. In deferrable
+        mode the trigger waited for it and its event carries it. It is stored (XCom key ``destination_record``,
+        the task state store on 3.3+) before its message is deleted, so it is never lost; other consumers'
+        messages on the queue are left alone. No record: a warning, or a failure with ``destination_required``.
         """
         queue = getattr(self, "destination_queue", None)
         request_id = task.request_id or ref.request_id
@@ -447,39 +600,91 @@ class FcAsyncTaskMixin:
             self.log.info("Destination record of %s: kept by an earlier try", request_id)
             self._push_record(context, saved)
             return saved
-        timeout = float(getattr(self, "destination_timeout", 30.0))
-        self.log.info(
-            "Waiting up to %g s for the destination record of %s on queue %s", timeout, request_id, queue
-        )
 
-        def store(rec: Any) -> None:
-            value = rec.to_dict()
+        def store(value: dict[str, Any]) -> dict[str, Any]:
+            value, dropped = fit_destination_record(value)
+            if dropped:
+                self.log.warning(
+                    "The destination record of %s is larger than %d bytes: %s left out of XCom",
+                    request_id,
+                    MAX_RESULT_BYTES,
+                    " and ".join(dropped),
+                )
             if state is not None:  # Airflow 3.3+: survives a retry, which XCom does not
                 try:
                     state.set(RECORD_KEY, value)
                 except Exception as err:
                     self.log.warning("Could not keep the destination record in the task state store: %s", err)
             self._push_record(context, value)
+            return value
 
-        try:
-            rec = MnsHook(fc_conn_id=self.fc_conn_id).wait_for_destination_record(
-                queue, request_id, timeout, before_delete=store
+        timeout = float(getattr(self, "destination_timeout", 30.0))
+        hook = MnsHook(fc_conn_id=self.fc_conn_id)
+        event = self.__dict__.pop("_fc_destination_event", None)
+        if isinstance(event, dict):  # deferrable: the trigger waited for the record
+            claim = event.get("claim")
+            if not isinstance(claim, dict):
+                return self._no_record(queue, request_id, str(event.get("reason") or "none came"), task)
+            from airflow_fc_async.core.destination_receiver import ClaimedRecord
+
+            value = store(dict(claim["record"]))
+            try:
+                hook.ack_destination_record(ClaimedRecord.from_event(claim))
+            except FcError as err:  # stored: a failed delete must not fail the task
+                self.log.warning(
+                    "Deleting the message of record %s from %s failed: %s", request_id, queue, err
+                )
+            self.log.info(
+                "Destination record of %s: condition=%r", request_id, value["requestContext"]["condition"]
             )
-        except FcError as err:
-            self.log.warning("Could not read the destination record from queue %s: %s", queue, err)
-            return None
+            return value
+        if task.destination_status == "Failed":
+            return self._no_record(queue, request_id, _NOT_DELIVERED, task)
+        self.log.info(
+            "Waiting up to %g s for the destination record of %s on queue %s", timeout, request_id, queue
+        )
+        stored: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        rec = None
+        while rec is None and time.monotonic() < deadline:
+            try:
+                rec = hook.wait_for_destination_record(
+                    queue,
+                    request_id,
+                    min(_STATUS_RECHECK, max(0.1, deadline - time.monotonic())),
+                    before_delete=lambda r: stored.append(store(r.to_dict())),
+                    function_name=ref.function_name,
+                )
+            except FcError as err:
+                return self._no_record(queue, request_id, f"reading the queue failed: {err}", task)
+            if rec is None and self._destination_failed(ref):  # FC may report it after the terminal status
+                return self._no_record(queue, request_id, _NOT_DELIVERED, task)
         if rec is None:
-            self.log.warning(
-                "No destination record for request %s on queue %s within %g s; carrying on without it "
-                "(GetAsyncTask's status %s stands)",
-                request_id,
-                queue,
-                timeout,
-                task.status.value,
+            return self._no_record(
+                queue, request_id, f"none came within destination_timeout={timeout:g} s", task
             )
-            return None
         self.log.info("Destination record of %s: condition=%r", request_id, rec.condition or "")
-        return rec.to_dict()
+        return stored[0]
+
+    def _destination_failed(self, ref: TaskRef) -> bool:
+        try:
+            task = self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
+        except FcError:
+            return False
+        return task.destination_status == "Failed"
+
+    def _no_record(self, queue: str, request_id: str, reason: str, task: AsyncTask) -> dict[str, Any] | None:
+        """No record: the warning (or, with ``destination_required`` on a succeeded task, the failure)."""
+        message = (
+            f"No destination record for request {request_id} on MNS queue {queue}: {reason}. Check that the "
+            f"function's async invoke config sends its records there (destinationConfig onSuccess/onFailure), "
+            f"that no other consumer deletes them, and destination_timeout. GetAsyncTask's status "
+            f"{task.status.value} stands."
+        )
+        if getattr(self, "destination_required", False) and task.is_successful:
+            raise AirflowFailException(message + " destination_required=True: failing the task.")
+        self.log.warning(message)
+        return None
 
     @staticmethod
     def _push_record(context: Any, value: dict[str, Any]) -> None:

@@ -55,14 +55,17 @@ class FcAsyncInvokeConfigOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        from airflow_fc_async.core.validation import check_int_range
-
         if not isinstance(async_task, bool):
             raise ValueError(f"async_task must be True or False, got {async_task!r}")
-        if max_async_retry_attempts is not None:
-            check_int_range("max_async_retry_attempts", max_async_retry_attempts, 0, 8)
-        if max_async_event_age_in_seconds is not None:
-            check_int_range("max_async_event_age_in_seconds", max_async_event_age_in_seconds, 1, 2_592_000)
+        if max_async_retry_attempts is not None or max_async_event_age_in_seconds is not None:
+            from airflow_fc_async.core.validation import check_int_range  # loads the models: only when needed
+
+            if max_async_retry_attempts is not None:
+                check_int_range("max_async_retry_attempts", max_async_retry_attempts, 0, 8)
+            if max_async_event_age_in_seconds is not None:
+                check_int_range(
+                    "max_async_event_age_in_seconds", max_async_event_age_in_seconds, 1, 2_592_000
+                )
         self.function_name = function_name
         self.qualifier = qualifier
         self.async_task = async_task

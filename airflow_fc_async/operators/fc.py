@@ -1,7 +1,8 @@
 """Operators for FC async tasks.
 
-Importing this module is cheap (a DAG file is parsed every few seconds): the hook, the HTTP libraries and the
-trigger are imported inside the methods that use them.
+Importing this module is cheap (a DAG file is parsed every few seconds): the hook, the HTTP libraries, the trigger
+and the core modules a running task needs (models, task ids, progress) are imported inside the methods that use
+them (``tests/unit/test_parse_time_imports.py``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
 from airflow_fc_async import compat
-from airflow_fc_async.core import task_ids
-from airflow_fc_async.core.errors import FcConflictError, FcError, FcNotFoundError, FcValidationError
-from airflow_fc_async.core.models import AsyncTask
-from airflow_fc_async.core.progress import truncate
-from airflow_fc_async.core.waiting import coerce_seconds
+from airflow_fc_async.core.durations import coerce_seconds
+from airflow_fc_async.core.errors import FcError, FcNotFoundError, FcValidationError, task_id_in_use
 from airflow_fc_async.links import FcAsyncTaskLink
 from airflow_fc_async.operators._base import STATE_KEY, FcAsyncTaskMixin, TaskRef, airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_fc_async.core.models import AsyncInvocation, AsyncTask
 
 __all__ = ["FcInvokeAsyncOperator"]
 
@@ -52,7 +52,10 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         the task's record from it goes into XCom (``destination_record``), and a failure message quotes it. The
         queue may be shared: other messages are handed back untouched.
     :param destination_timeout: how long to wait for that record after the terminal status (seconds or
-        timedelta); past it the task carries on with a warning.
+        timedelta). Not waited for when FC reports ``destinationStatus`` Failed (it did not deliver it). In
+        deferrable mode the trigger waits for it (one receiver per triggerer serves all deferred tasks).
+    :param destination_required: what a task whose record never came does: False (default) succeeds with a
+        warning naming the queue, the request id and what to check; True fails (AirflowFailException).
     :param stream_logs: show the function's own log lines (stdout, stderr) in the task log while the task runs,
         each line once, in order, prefixed by the attempt (``[attempt 2] ...``); read from the SLS logstore of the
         function's ``logConfig``. Deferrable too: the trigger carries the lines to the task log. No logConfig:
@@ -92,6 +95,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         stop_on_kill: bool = True,
         destination_queue: str | None = None,
         destination_timeout: float | timedelta = 30,
+        destination_required: bool = False,
         stream_logs: bool = False,
         log_project: str | None = None,
         log_store: str | None = None,
@@ -105,8 +109,12 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         if not isinstance(qualifier, str) or not qualifier.strip():
             raise ValueError(f"qualifier must be a non-empty string, got {qualifier!r}")
         if async_task_id is not None and not _templated(async_task_id):
+            from airflow_fc_async.core import task_ids
+
             task_ids.validate_task_id("async_task_id", async_task_id)
-        if not (payload is None or isinstance(payload, dict | list | str | bytes) or _is_xcom_arg(payload)):
+        if not (
+            payload is None or isinstance(payload, dict | list | str | bytes) or compat.is_xcom_arg(payload)
+        ):
             raise ValueError(
                 f"payload must be a dict, list, str, bytes or an XComArg, got {type(payload).__name__}"
             )
@@ -121,6 +129,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         self.stop_on_kill = stop_on_kill
         self.destination_queue = destination_queue
         self.destination_timeout = coerce_seconds("destination_timeout", destination_timeout) or 30.0
+        self.destination_required = bool(destination_required)
         self.stream_logs = bool(stream_logs)
         self.log_project = log_project
         self.log_store = log_store
@@ -129,11 +138,14 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
 
     # -- execute -----------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_fc_async.core import task_ids
+
         ti = context["ti"]
         prefix, explicit = self._task_id_prefix(context)
         try_number = int(ti.try_number or 1)
 
-        earlier = self._find_earlier_task(context, prefix, try_number, explicit)
+        store, saved = self._read_store(context)
+        earlier = self._find_earlier_task(context, prefix, try_number, explicit, store, saved)
         first_read: AsyncTask | None = None
         if earlier is not None:
             ref = TaskRef(self.function_name, self.qualifier, earlier.task_id, earlier.request_id)
@@ -149,12 +161,14 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
                 if explicit
                 else task_ids.try_task_id(prefix, try_number)
             )
-            ref, first_read = self._invoke(own_id)
+            # written ahead: a repeat of this try finds its own id here, the proof that a 409 is its own task
+            self._remember(context, TaskRef(self.function_name, self.qualifier, own_id))
+            ref, first_read = self._invoke(own_id, explicit, store, saved)
         self._remember(context, ref)
         url = self.console_url(ref)
         if url:
-            FcAsyncTaskLink.persist(context, url)
             self.log.info("FC console: %s", url)
+        self._link_url(context, url, persist=not (self.deferrable and compat.finalize_pushes_links()))
         if first_read is not None and first_read.is_successful:
             self._start_following(ref)
             return self.finish(context, ref, first_read)
@@ -165,16 +179,22 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
 
     def _task_id_prefix(self, context: Context) -> tuple[str, bool]:
         """``(prefix of this task instance's FC task ids, whether the user gave the id)``."""
+        from airflow_fc_async.core import task_ids
+
         if self.async_task_id is not None:
             try:
                 return task_ids.validate_task_id("async_task_id", str(self.async_task_id)), True
             except FcValidationError as err:  # a rendered template: no retry renders it differently
                 raise AirflowFailException(f"async_task_id rendered to an invalid task id: {err}") from None
         ti = context["ti"]
-        return task_ids.task_id_prefix(ti.dag_id, ti.task_id, context["run_id"], ti.map_index), False
+        marker = compat.dag_run_marker(context)
+        return task_ids.task_id_prefix(ti.dag_id, ti.task_id, context["run_id"], ti.map_index, marker), False
 
-    def _invoke(self, task_id: str) -> tuple[TaskRef, AsyncTask | None]:
-        """Invoke; a 409 means this very try already invoked with its deterministic id: attach to that task."""
+    def _invoke(
+        self, task_id: str, explicit: bool, store: Any | None, saved: Any
+    ) -> tuple[TaskRef, AsyncTask | None]:
+        """Invoke. A taken id (409) is attached to only when the client matched the payload and the task is
+        provably this request (:meth:`_not_this_request`); otherwise the try fails at once."""
         self.log.info(
             "Invoking FC function %s (qualifier %s) as async task %s with event: %s",
             self.function_name,
@@ -186,37 +206,67 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
             inv = self.hook.invoke_async(
                 self.function_name, _wire_payload(self.payload), qualifier=self.qualifier, task_id=task_id
             )
-        except FcConflictError:
-            self.log.info("FC task %s exists already (a repeat of this try): attaching to it", task_id)
-            try:
-                task = self.hook.get_async_task(self.function_name, task_id, qualifier=self.qualifier)
-            except FcError as err:
-                raise airflow_error(err, f"Reading FC async task {task_id}") from err
-            return TaskRef(self.function_name, self.qualifier, task.task_id, task.request_id), task
         except FcError as err:
             raise airflow_error(err, f"Invoking FC function {self.function_name}") from err
-        self.log.info("FC accepted async task %s (request id %s)", inv.task_id, inv.request_id)
-        return TaskRef(self.function_name, self.qualifier, inv.task_id, inv.request_id), None
+        if inv.existing is None:
+            self.log.info("FC accepted async task %s (request id %s)", inv.task_id, inv.request_id)
+            return TaskRef(self.function_name, self.qualifier, inv.task_id, inv.request_id), None
+        why = self._not_this_request(inv, explicit, store, saved)
+        if why:
+            raise AirflowFailException(task_id_in_use(task_id, self.function_name, why))
+        self.log.info(
+            "FC task %s exists already with this payload (%s): attaching to it",
+            task_id,
+            "this call's earlier attempt" if inv.conflict == "retry" else "the same id used before",
+        )
+        return TaskRef(self.function_name, self.qualifier, task_id, inv.request_id), inv.existing
+
+    def _not_this_request(self, inv: AsyncInvocation, explicit: bool, store: Any | None, saved: Any) -> str:
+        """Why an existing task with this id and payload is not provably this try's ('' when it is).
+
+        A user-given id is an idempotency key: the same payload suffices. A generated id names this DAG run's
+        try, so its task must also be this run's: only the task state store (3.3+) can prove that (it names the id,
+        written before the invoke). A DAG run deleted and created again under its run id can carry the same
+        marker (``dags test`` with the same date), so without a store a 409 is never taken as this run's.
+        """
+        if inv.conflict == "retry" or explicit:
+            return ""
+        if store is not None:
+            if isinstance(saved, dict) and saved.get("task_id") == inv.task_id:
+                return ""
+            return "the task state store of this task instance has no record of invoking it"
+        return (
+            "without a task state store (before Airflow 3.3) nothing proves it is this DAG run's: a DAG run deleted "
+            "and created again under the same run id (e.g. `airflow dags test` twice with the same date) meets "
+            "the earlier run's task ids; trigger a new run id"
+        )
 
     # -- re-attach ---------------------------------------------------------------------------------------------
+    def _read_store(self, context: Context) -> tuple[Any | None, Any]:
+        """The task state store (3.3+, else None) and what an earlier try of this task instance kept in it."""
+        store = compat.task_state_store(context)
+        if store is None:
+            return None, None
+        try:
+            return store, store.get(STATE_KEY)
+        except Exception as err:
+            self.log.warning("Reading the task state store failed: %s", err)
+            return store, None
+
     def _find_earlier_task(
-        self, context: Context, prefix: str, try_number: int, explicit: bool
+        self, context: Context, prefix: str, try_number: int, explicit: bool, store: Any | None, saved: Any
     ) -> AsyncTask | None:
         """An earlier try's task to re-attach to (active) or to take the result of (Succeeded); else None.
 
         First the task state store (Airflow 3.3+), then a ListAsyncTasks lookup by this task instance's prefix
         (every version; also covers a worker lost between invoke and store). A failed task is never reused.
         """
-        store = compat.task_state_store(context)
+        from airflow_fc_async.core import task_ids
+
         if store is not None:
-            try:
-                saved = store.get(STATE_KEY)
-            except Exception as err:
-                self.log.warning("Reading the task state store failed: %s", err)
-                saved = None
             if self._cleared_since(context, saved):
                 return None
-            task = self._saved_task(saved)
+            task = self._saved_task(saved, prefix, explicit)
             if task is not None:
                 return task
         if try_number <= 1:
@@ -259,11 +309,16 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         )
         return True
 
-    def _saved_task(self, saved: Any) -> AsyncTask | None:
+    def _saved_task(self, saved: Any, prefix: str, explicit: bool) -> AsyncTask | None:
+        from airflow_fc_async.core import task_ids
+
         if not isinstance(saved, dict) or not saved.get("task_id"):
             return None
         if saved.get("function_name") != self.function_name or saved.get("qualifier") != self.qualifier:
             self.log.info("The stored FC task belongs to another function or qualifier: not reused")
+            return None
+        if task_ids.try_number_of(prefix, str(saved["task_id"]), explicit=explicit) is None:
+            self.log.info("The stored FC task %s is not a try of %s: not reused", saved["task_id"], prefix)
             return None
         try:
             task = self.hook.get_async_task(self.function_name, saved["task_id"], qualifier=self.qualifier)
@@ -304,14 +359,6 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
             self.log.warning("Could not store FC task %s in the task state store: %s", ref.task_id, err)
 
 
-def _is_xcom_arg(value: Any) -> bool:
-    try:
-        from airflow.sdk.definitions.xcom_arg import XComArg
-    except ImportError:  # pragma: no cover - Airflow 2
-        from airflow.models.xcom_arg import XComArg
-    return isinstance(value, XComArg)
-
-
 def _wire_payload(payload: Any) -> Any:
     if payload is None:
         return b""
@@ -324,6 +371,8 @@ def _wire_payload(payload: Any) -> Any:
 
 def _describe_payload(payload: Any) -> str:
     import json
+
+    from airflow_fc_async.core.progress import truncate
 
     if payload is None:
         return "(empty)"
@@ -345,7 +394,8 @@ _ELSEWHERE = {
 
 
 def __getattr__(name: str) -> Any:
-    """DESIGN.md names every operator under ``operators.fc``; the management ones live in their own modules."""
+    """Every operator is importable from ``operators.fc`` (the README's public names); the management ones live in
+    their own modules, loaded on first use."""
     if name in _ELSEWHERE:
         import importlib
 

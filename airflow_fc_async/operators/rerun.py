@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_fc_async.core import task_ids
-from airflow_fc_async.core.errors import FcError
+from airflow_fc_async.core.errors import FcError, FcValidationError
 from airflow_fc_async.operators._base import airflow_error
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 
@@ -29,6 +29,9 @@ class FcRerunAsyncTaskOperator(FcInvokeAsyncOperator):
         a hash of the source id and this task instance (dag, task, run, map index), then ``-t<try>``; so a repeat
         of a try attaches to its own task, and a retry re-attaches to a re-run still in progress.
 
+    :param payload_override: keys set over the source's payload (a JSON object), e.g. a smaller batch or a
+        longer budget for the second attempt (templated); None re-sends the payload unchanged.
+
     Every other parameter is :class:`FcInvokeAsyncOperator`'s (``payload`` excepted: it is the source's).
     """
 
@@ -37,6 +40,7 @@ class FcRerunAsyncTaskOperator(FcInvokeAsyncOperator):
         "source_task_id",
         "qualifier",
         "new_task_id",
+        "payload_override",
         "destination_queue",
     )
 
@@ -47,6 +51,7 @@ class FcRerunAsyncTaskOperator(FcInvokeAsyncOperator):
         source_task_id: str,
         qualifier: str = "LATEST",
         new_task_id: str | None = None,
+        payload_override: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if "payload" in kwargs or "async_task_id" in kwargs:
@@ -58,8 +63,12 @@ class FcRerunAsyncTaskOperator(FcInvokeAsyncOperator):
             raise ValueError(f"source_task_id must be a non-empty string, got {source_task_id!r}")
         self.source_task_id = source_task_id
         self.new_task_id = new_task_id
+        self.payload_override = payload_override
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_fc_async.core import task_ids
+        from airflow_fc_async.core.validation import check_rerun_payload
+
         task_ids.validate_task_id("source_task_id", self.source_task_id)
         self.async_task_id = self.new_task_id
         try:
@@ -73,7 +82,13 @@ class FcRerunAsyncTaskOperator(FcInvokeAsyncOperator):
                 f"FC task {self.source_task_id} of {self.function_name} has no payload in its record "
                 "(was asyncTask enabled when it ran?): nothing to re-run"
             )
-        self.payload = source.payload
+        try:
+            payload = check_rerun_payload(source.task_id, source.payload)
+        except FcValidationError as err:
+            raise AirflowFailException(
+                f"Re-running FC task {self.source_task_id} of {self.function_name}: {err}"
+            ) from None
+        self.payload = self._with_override(payload)
         self.log.info(
             "Re-running FC task %s (%s, request id %s) of %s",
             source.task_id,
@@ -83,8 +98,28 @@ class FcRerunAsyncTaskOperator(FcInvokeAsyncOperator):
         )
         return super().execute(context)
 
+    def _with_override(self, payload: bytes) -> bytes:
+        if not self.payload_override:
+            return payload
+        if not isinstance(self.payload_override, dict):
+            raise AirflowFailException(
+                f"payload_override: expected a dict, got {type(self.payload_override).__name__}"
+            )
+        try:
+            base = json.loads(payload)
+        except ValueError:
+            base = None
+        if not isinstance(base, dict):
+            raise AirflowFailException(
+                f"payload_override: the payload of FC task {self.source_task_id} is not a JSON object"
+            )
+        self.log.info("Payload override for the re-run: %s", sorted(self.payload_override))
+        return json.dumps({**base, **self.payload_override}).encode("utf-8")
+
     def _task_id_prefix(self, context: Context) -> tuple[str, bool]:
         if self.new_task_id:
             return super()._task_id_prefix(context)
+        from airflow_fc_async.core import task_ids
+
         instance, _ = super()._task_id_prefix(context)
         return task_ids.rerun_prefix(self.source_task_id, instance), False

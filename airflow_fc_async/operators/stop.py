@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
 
+from airflow_fc_async.core.durations import coerce_seconds
 from airflow_fc_async.core.errors import FcError, FcInvalidArgumentError
-from airflow_fc_async.core.progress import ProgressTracker
-from airflow_fc_async.core.waiting import coerce_seconds
 from airflow_fc_async.operators._base import FcAsyncTaskMixin, TaskRef, airflow_error
 
 if TYPE_CHECKING:
@@ -87,6 +86,8 @@ class FcStopAsyncTaskOperator(FcAsyncTaskMixin, BaseOperator):
             raise airflow_error(err, f"Stopping FC async task {ref.task_id}") from err
         if not self.wait_for_stopped:
             return self._read(ref).summary()
+        from airflow_fc_async.core.progress import ProgressTracker
+
         self._start_following(ref)
         tracker = ProgressTracker()
         tracker.update(task)

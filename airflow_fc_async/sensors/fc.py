@@ -22,15 +22,18 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_fc_async.core.errors import FcError
-from airflow_fc_async.core.models import AsyncTask
-from airflow_fc_async.core.progress import ProgressTracker
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_fc_async.core.models import AsyncTask
+    from airflow_fc_async.core.progress import ProgressTracker
     from airflow_fc_async.hooks.fc import FcHook
 
 __all__ = ["FcAsyncTaskSensor"]
+
+_PROGRESS_KEY = "fc_sensor_progress"
+"""Key of the task state store holding, in reschedule mode, the progress lines already logged in this try."""
 
 _DEFER_MARGIN = 60.0
 
@@ -77,12 +80,19 @@ class FcAsyncTaskSensor(BaseSensorOperator):
         self.qualifier = qualifier
         self.fc_conn_id = fc_conn_id
         self.deferrable = deferrable
-        self._tracker = ProgressTracker()
+        self._tracker: ProgressTracker | None = None  # made at the first poke: a DAG parse loads no models
         self.stream_logs = bool(stream_logs)
         self.log_project = log_project
         self.log_store = log_store
         self.log_wait = float(log_wait)
         self._logs: Any = None  # FunctionLogStreamer once opened; False when the logs cannot be located
+
+    def _progress(self) -> ProgressTracker:
+        if self._tracker is None:
+            from airflow_fc_async.core.progress import ProgressTracker
+
+            self._tracker = ProgressTracker()
+        return self._tracker
 
     @property
     def hook(self) -> FcHook:
@@ -103,10 +113,45 @@ class FcAsyncTaskSensor(BaseSensorOperator):
                 )
                 return False
             raise AirflowFailException(f"Reading FC async task {self.async_task_id} failed: {err}") from err
-        for line in self._tracker.update(task):
+        store = self._progress_store(context)
+        lines = self._progress().update(task)
+        for line in lines:
             self.log.info("FC task %s: %s", self.async_task_id, line)
+        if store is not None and lines:
+            self._save_progress(store, context)
         self._stream_logs(task)
         return self._outcome(task)
+
+    def _progress_store(self, context: Context) -> Any | None:
+        """In reschedule mode each poke is a new process: the lines already logged in this try's log are known
+        from the task state store (Airflow 3.3+), so that each line appears once. None: nothing to restore."""
+        if self.mode != "reschedule":
+            return None
+        from airflow_fc_async import compat
+
+        store = compat.task_state_store(context)
+        if store is None or self._progress().last_status is not None:
+            return store
+        try:
+            saved = store.get(_PROGRESS_KEY)
+        except Exception:
+            return None
+        try_number = getattr(context["ti"], "try_number", None)
+        if isinstance(saved, dict) and saved.get("try_number") == try_number:
+            from airflow_fc_async.core.progress import ProgressTracker
+
+            self._tracker = ProgressTracker.from_dict(saved.get("progress"))
+        return store
+
+    def _save_progress(self, store: Any, context: Context) -> None:
+        value = {
+            "try_number": getattr(context["ti"], "try_number", None),
+            "progress": self._progress().to_dict(),
+        }
+        try:
+            store.set(_PROGRESS_KEY, value)
+        except Exception as err:  # a line may then repeat at the next poke, nothing worse
+            self.log.debug("Could not keep the sensor's progress: %s", err)
 
     def _stream_logs(self, task: AsyncTask) -> None:
         """New function log lines (``stream_logs``); at the end, read on until the last attempt's End line."""
@@ -175,7 +220,7 @@ class FcAsyncTaskSensor(BaseSensorOperator):
                 poll_interval=max(self.poke_interval, 1.0),
                 timeout_at=time.time() + self.timeout,
                 stop_on_kill=False,
-                progress=self._tracker.to_dict(),
+                progress=self._progress().to_dict(),
                 logs=self._logs.cursor.to_dict() if self._logs else None,
                 log_wait=self.log_wait,
             ),
@@ -188,14 +233,16 @@ class FcAsyncTaskSensor(BaseSensorOperator):
 
         if not isinstance(event, dict) or "status" not in event:
             raise AirflowException(f"Unexpected trigger event: {event!r}")
-        for line in event.get("lines") or ():
-            self.log.info("FC task %s: %s", self.async_task_id, line)
-        status = event["status"]
+        status = event[
+            "status"
+        ]  # the trigger's lines are in this task's log already (the triggerer wrote them)
         if status == "success":
             task = self.hook.get_async_task(self.function_name, self.async_task_id, qualifier=self.qualifier)
             result = self._outcome(task)
             return result.xcom_value if isinstance(result, PokeReturnValue) else None
         if status == "failure":
+            from airflow_fc_async.core.models import AsyncTask
+
             self._outcome(AsyncTask.from_json(event["task"]))
         if status == "timeout":
             raise AirflowSensorTimeout(

@@ -128,7 +128,12 @@ class FcDestinationSensor(BaseSensorOperator):
             return None
         try:
             return self.hook.claim_destination_record(
-                self.queue_name, rid, timeout=seconds, delete_on_read=self.delete_on_read, hold_seconds=60
+                self.queue_name,
+                rid,
+                timeout=seconds,
+                delete_on_read=self.delete_on_read,
+                hold_seconds=60,
+                function_name=self.function_name,
             )
         except FcError as err:
             if err.retryable:
@@ -171,6 +176,7 @@ class FcDestinationSensor(BaseSensorOperator):
                 timeout_at=time.time() + self.timeout,
                 delete_on_read=self.delete_on_read,
                 hold_seconds=self.hold_seconds,
+                function_name=self.function_name,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + _DEFER_MARGIN),

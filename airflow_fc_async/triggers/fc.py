@@ -3,23 +3,44 @@
 Event payloads (``status``):
 
 - ``success``: the task Succeeded (the operator reads it once more for its return payload);
-- ``failure``: it ended Failed, Stopped, Expired or Invalid (``task`` holds its JSON without payloads);
+- ``failure``: it ended Failed, Stopped, Expired or Invalid;
 - ``timeout``: ``timeout_at`` passed first (the operator stops the task);
 - ``error``: a permanent API error (404, 403, ...), ``retryable`` False.
 
-Every event carries ``lines`` (the progress lines seen here, for the task log) and ``progress`` (the tracker
-state). Transient errors (throttling, 5xx, connection) are logged and retried within the deadline.
+The event stays small (Airflow logs it whole, "Trigger fired event", and stores it in the metadata DB): ids,
+statuses and counts. A terminal event's ``task`` holds the task's scalar fields in wire form (ids, status, times,
+``alreadyRetriedTimes``, the error message cut to 500 characters), never its payloads or its event list; the
+operator reads the task again for its return payload. ``progress`` is the tracker state, ``lines_logged`` the
+number of lines logged here. Those lines are not in the event: the triggerer writes them into the task's log live
+(Airflow 2.6+ serves the trigger's log as part of the task log), so ``execute_complete`` does not repeat them.
+Transient errors (throttling, 5xx, connection) are logged and retried within the deadline.
 
 After its first read the trigger joins its loop's shared status poller
 (:mod:`~airflow_fc_async.core.status_poller`): with 2 or more tasks of the same function watched, one
 ListAsyncTasks scan per tick serves them all and the trigger reads its own task only when no scan showed it
 within its WaitPolicy gap.
 
+Push (:mod:`~airflow_fc_async.core.push_completion`): when the function's async invoke config sends records to
+MNS queues on both success and failure (read once per function per triggerer, cached), the trigger also waits
+for its task's record through the triggerer's receiver of that queue; the record ends the wait with one
+GetAsyncTask read that confirms the terminal status (the event says ``ended_by: "destination_record"``), and the
+poll above runs on ``WaitPolicy.behind_push()`` as a slow fallback for a lost or late record (``ended_by:
+"status_poll"``). With ``started_after`` (epoch seconds no later than the task's ``startedTime``, given by the
+operator) the trigger joins the shared poller at once, without a first read of its own.
+
 With ``logs`` (a :class:`~airflow_fc_async.core.function_logs.LogCursor` state, from ``stream_logs``), the
-function's new log lines are read from SLS after every status read, logged here in the triggerer, and added to
-``lines`` (the last ones, bounded by ``cap_lines``) so that ``execute_complete`` prints them in the task log;
-after the terminal status it keeps reading for at most ``log_wait`` seconds until the last attempt's End line.
+function's new log lines are read from SLS after every status read and logged here in the triggerer (so in the
+task log, live); after the terminal status it keeps reading for at most ``log_wait`` seconds until the last
+attempt's End line.
 A GetLogs error is logged and never changes the event.
+
+With ``destination_queue``, a terminal event also carries ``destination``: after the end the trigger waits for
+the task's destination record through its triggerer's one receiver per queue
+(:mod:`~airflow_fc_async.core.destination_receiver`), which serves every deferred task of that triggerer, and
+puts the claim in the event (``{"claim": {record, queue, message_id, receipt_handle, ...}}``, the record's
+payloads dropped past ``MAX_RECORD_BYTES``), or why there is none (``{"claim": None, "reason": ...}``). The
+message stays held (``destination_hold`` s) and the worker deletes it once the record is stored. A triggerer
+killed in between loses nothing: the hold ends, the trigger re-runs on another triggerer and receives it again.
 """
 
 from __future__ import annotations
@@ -28,21 +49,53 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_fc_async import compat
 from airflow_fc_async.core.errors import FcError
-from airflow_fc_async.core.function_logs import LogCursor, cap_lines
-from airflow_fc_async.core.models import AsyncTask
-from airflow_fc_async.core.progress import ProgressTracker
-from airflow_fc_async.core.status_poller import TaskWatch, watch_task
-from airflow_fc_async.core.waiting import Deadline, WaitPolicy
+
+if TYPE_CHECKING:  # the rest is imported where it runs: a DAG file that imports this module needs none of it
+    from airflow_fc_async.core.destination_receiver import ClaimedRecord
+    from airflow_fc_async.core.function_logs import LogCursor
+    from airflow_fc_async.core.models import AsyncTask
+    from airflow_fc_async.core.progress import ProgressTracker
+    from airflow_fc_async.core.push_completion import AsyncRecordSignal
+    from airflow_fc_async.core.status_poller import TaskWatch
+    from airflow_fc_async.core.waiting import Deadline, WaitPolicy
 
 __all__ = ["FcAsyncTaskTrigger"]
 
-_PAYLOAD_KEYS = ("taskPayload", "invocationPayload", "returnPayload")
+_STATUS_RECHECK = 5.0  # while waiting for a record, re-read destinationStatus this often
+_NOT_DELIVERED = "FC reports destinationStatus Failed: it did not deliver the record"
+MAX_RECORD_BYTES = 40 * 1024
+"""A destination record in a trigger event is cut to this (payloads dropped, flagged) to keep the event small."""
+_EVENT_TASK_KEYS = (
+    "taskId",
+    "status",
+    "requestId",
+    "qualifier",
+    "startedTime",
+    "endTime",
+    "durationMs",
+    "alreadyRetriedTimes",
+    "destinationStatus",
+)
+_EVENT_ERROR_CHARS = 500
+
+
+def event_task(task: AsyncTask) -> dict[str, Any]:
+    """The small wire-form view of a terminal task for the event: scalars only, the error message cut short."""
+    from airflow_fc_async.core.progress import truncate
+
+    raw = dict(task.raw)
+    small = {k: raw[k] for k in _EVENT_TASK_KEYS if raw.get(k) is not None}
+    small.setdefault("taskId", task.task_id)
+    small.setdefault("status", task.status.value)
+    if task.error_message:
+        small["taskErrorMessage"] = truncate(task.error_message, _EVENT_ERROR_CHARS)
+    return small
 
 
 class FcAsyncTaskTrigger(BaseTrigger):
@@ -59,6 +112,12 @@ class FcAsyncTaskTrigger(BaseTrigger):
     :param request_id: the invocation's request id, echoed in the event.
     :param logs: the function-log cursor state (``stream_logs``); None reads no function logs.
     :param log_wait: seconds to keep reading function logs after the end, for the last End line.
+    :param destination_queue: the MNS queue of the function's destination: wait for the record after the end.
+    :param destination_timeout: seconds to wait for it (plus ``destination_hold`` when FC reports it delivered:
+        a killed triggerer's hold may still hide it).
+    :param destination_hold: seconds the record's message stays invisible for the worker's delete.
+    :param started_after: epoch seconds at or before the task's ``startedTime`` (the operator's first read): the
+        shared poller can list the task before this trigger read it.
     """
 
     def __init__(
@@ -74,6 +133,10 @@ class FcAsyncTaskTrigger(BaseTrigger):
         request_id: str | None = None,
         logs: dict[str, Any] | None = None,
         log_wait: float = 30.0,
+        destination_queue: str | None = None,
+        destination_timeout: float = 30.0,
+        destination_hold: int = 120,
+        started_after: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.function_name = function_name
@@ -87,6 +150,10 @@ class FcAsyncTaskTrigger(BaseTrigger):
         self.request_id = request_id
         self.logs = dict(logs) if logs else None
         self.log_wait = float(log_wait)
+        self.destination_queue = destination_queue
+        self.destination_timeout = float(destination_timeout)
+        self.destination_hold = int(destination_hold)
+        self.started_after = started_after
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -103,6 +170,10 @@ class FcAsyncTaskTrigger(BaseTrigger):
                 "request_id": self.request_id,
                 "logs": self.logs,
                 "log_wait": self.log_wait,
+                "destination_queue": self.destination_queue,
+                "destination_timeout": self.destination_timeout,
+                "destination_hold": self.destination_hold,
+                "started_after": self.started_after,
             },
         )
 
@@ -121,13 +192,17 @@ class FcAsyncTaskTrigger(BaseTrigger):
             "qualifier": self.qualifier,
             "async_task_id": self.async_task_id,
             "request_id": self.request_id,
-            "lines": cap_lines(lines) if self.logs else lines,
+            "lines_logged": len(lines),
             "progress": tracker.to_dict(),
         }
         payload.update(extra)
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_fc_async.core.function_logs import LogCursor
+        from airflow_fc_async.core.progress import ProgressTracker
+        from airflow_fc_async.core.waiting import Deadline, WaitPolicy
+
         tracker = ProgressTracker.from_dict(self.progress)
         lines: list[str] = []
         cursor = LogCursor.from_dict(self.logs) if self.logs else None
@@ -138,7 +213,13 @@ class FcAsyncTaskTrigger(BaseTrigger):
         watch: TaskWatch | None = None  # this loop's shared status poller, after the first read
         asked, seen = False, time.monotonic()
         task: AsyncTask | None = None
+        push: AsyncRecordSignal | None = None  # the destination record as the end signal (push_completion)
         try:
+            push = await self._push(self.request_id, deadline)
+            if push is not None:
+                policy = policy.behind_push()
+                if self.started_after is not None:
+                    asked, watch = True, await self._watch(self._expected(), policy)
             while True:
                 if deadline.expired():
                     self.log.info("FC task %s: no end within the deadline", self.async_task_id)
@@ -146,15 +227,23 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     return
                 delay = deadline.sleep_for(policy, reads)
                 listed: AsyncTask | None = None
+                pushed = False
                 if watch is not None:
-                    listed = await watch.next(delay)
-                    if listed is None and watch.seen_since(seen):
+                    if push is not None:
+                        listed, pushed = await push.first(watch.next(delay))
+                    else:
+                        listed = await watch.next(delay)
+                    if listed is None and not pushed and watch.seen_since(seen):
                         seen = time.monotonic()  # a shared scan showed it unchanged: no read of our own
                         if cursor is not None and task is not None:
                             await self._read_logs(cursor, task, lines)
                         continue
+                elif push is not None:
+                    pushed = await push.wait(delay)
                 elif math.isfinite(delay) and delay > 0:
                     await asyncio.sleep(delay)
+                if pushed and listed is not None and not listed.is_terminal:
+                    listed = None  # the record says it ended: confirm with a read of our own
                 if listed is not None and listed.is_terminal and not listed.is_successful:
                     listed = listed if listed.error_message else None  # no message listed: read the task
                 try:
@@ -171,9 +260,20 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     yield self._event("error", lines, tracker, message=str(err), retryable=False)
                     return
                 seen = time.monotonic()
+                if pushed and push is not None and not task.is_terminal:
+                    # a record before the terminal status: no push is left to wait for, poll as usual
+                    self.log.info(
+                        "FC task %s: destination record before the end; polling", self.async_task_id
+                    )
+                    policy = WaitPolicy.for_poll_interval(self.poll_interval)
+                    await push.aclose()
+                    push, pushed = None, False
                 if watch is not None and listed is None:
                     watch.observed(task)
                 elif not asked and not task.is_terminal:
+                    if push is None and self.request_id is None and task.request_id:
+                        push = await self._push(task.request_id, deadline)
+                        policy = policy.behind_push() if push is not None else policy
                     asked, watch = True, await self._watch(task, policy)
                 for line in tracker.update(task):
                     self.log.info("FC task %s: %s", self.async_task_id, line)
@@ -184,34 +284,132 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     if cursor is not None:
                         await self._drain_logs(cursor, task, lines)
                     status = "success" if task.is_successful else "failure"
-                    raw = {k: v for k, v in dict(task.raw).items() if k not in _PAYLOAD_KEYS}
-                    raw.setdefault("taskId", task.task_id)
-                    raw.setdefault("status", task.status.value)
-                    yield self._event(status, lines, tracker, task=raw, task_status=task.status.value)
+                    extra: dict[str, Any] = {"ended_by": "destination_record" if pushed else "status_poll"}
+                    if self.destination_queue:
+                        extra["destination"] = await self._destination(task, push)
+                    yield self._event(
+                        status, lines, tracker, task=event_task(task), task_status=task.status.value, **extra
+                    )
                     return
         except asyncio.CancelledError as exc:
-            # Airflow 3.3+ calls on_kill for user actions; before it, stop only when the task instance left
-            # DEFERRED (a user acted), never on a triggerer restart (still DEFERRED).
-            fallback = self.stop_on_kill and not compat.trigger_has_on_kill()
-            if fallback and not compat.is_user_action_cancel(exc):
-                still_deferred = await compat.task_instance_still_deferred(self.task_instance)
-                if not still_deferred:
-                    await self._stop("the deferred Airflow task was cancelled")
+            # Airflow 3.3+ calls on_kill for user actions; before it, the cancel itself may be one
+            if self.stop_on_kill and await compat.cancel_stops_remote_work(exc, self.task_instance):
+                await self._stop("the deferred Airflow task was cancelled")
             raise
         finally:  # also runs when a caller takes one event and closes the generator (dag.test does)
             if watch is not None:
                 watch.close()
+            if push is not None:
+                await push.aclose()
             await self._close_hook()
+
+    async def _push(self, request_id: str | None, deadline: Deadline) -> AsyncRecordSignal | None:
+        """The record signal when the function's destinations push every end (None: poll only)."""
+        if not request_id:
+            return None
+        from airflow_fc_async.core.push_completion import AsyncRecordSignal, apush_route
+
+        try:
+            route = await apush_route(await self._hook().aget_conn(), self.function_name, self.qualifier)
+            if route is None:
+                return None
+            client = await self._hook_mns().aget_conn()
+        except Exception as err:  # push is an optimisation: the poll alone still ends the wait
+            self.log.info("FC task %s: no push completion (%s); polling", self.async_task_id, err)
+            return None
+        remaining = deadline.remaining()
+        return AsyncRecordSignal(
+            client,
+            route,
+            request_id,
+            function_name=self.function_name,
+            timeout=remaining if math.isfinite(remaining) else None,
+            claim_queue=self.destination_queue,
+            hold_seconds=self.destination_hold,
+        )
+
+    def _expected(self) -> AsyncTask:
+        """The task as known before any read: enough for the shared poller to place its list window."""
+        from airflow_fc_async.core.models import AsyncTask
+
+        started_ms = int(float(self.started_after or 0) * 1000)
+        return AsyncTask.from_json(
+            {"taskId": self.async_task_id, "status": "Enqueued", "startedTime": started_ms}
+        )
+
+    async def _destination(self, task: AsyncTask, push: AsyncRecordSignal | None = None) -> dict[str, Any]:
+        """The record's claim for the event, or why there is none (never raises: the task's status stands)."""
+
+        queue, request_id = str(self.destination_queue), task.request_id or self.request_id
+        if not request_id:
+            return {"claim": None, "reason": "the task has no request id"}
+        if push is not None:
+            if push.claim is not None and push.claim.record.request_id == request_id:
+                return self._claim_event(push.claim)
+            await push.aclose()  # its waiter on this queue would take the receipt handle from the claim below
+        if task.destination_status == "Failed":
+            return {
+                "claim": None,
+                "reason": "FC reports destinationStatus Failed: it did not deliver the record",
+            }
+        timeout = self.destination_timeout
+        if task.destination_status == "Succeeded":
+            timeout += self.destination_hold
+        deadline, claim = time.monotonic() + timeout, None
+        while claim is None and time.monotonic() < deadline:
+            try:
+                claim = await self._hook_mns().aclaim_destination_record(
+                    queue,
+                    request_id,
+                    timeout=min(_STATUS_RECHECK, max(0.1, deadline - time.monotonic())),
+                    hold_seconds=self.destination_hold,
+                    function_name=self.function_name,
+                )
+            except FcError as err:
+                self.log.warning("Waiting for the record of %s on %s failed: %s", request_id, queue, err)
+                return {"claim": None, "reason": f"reading the queue failed: {err}"}
+            if claim is None and await self._destination_failed():  # FC may say so after the end
+                return {"claim": None, "reason": _NOT_DELIVERED}
+        if claim is None:
+            return {"claim": None, "reason": f"no record within {timeout:g} s"}
+        return self._claim_event(claim)
+
+    def _claim_event(self, claim: ClaimedRecord) -> dict[str, Any]:
+        from airflow_fc_async.core.destinations import fit_record
+
+        event = claim.to_event()
+        event["record"], dropped = fit_record(event["record"], MAX_RECORD_BYTES)
+        self.log.info("Destination record of %s received from %s", claim.record.request_id, claim.queue)
+        return {"claim": event, "dropped": dropped}
+
+    async def _destination_failed(self) -> bool:
+        try:
+            task = await self._hook().aget_async_task(
+                self.function_name, self.async_task_id, qualifier=self.qualifier
+            )
+        except FcError:
+            return False
+        return bool(task.destination_status == "Failed")
+
+    def _hook_mns(self) -> Any:
+        hook = self.__dict__.get("_mns_hook")
+        if hook is None:
+            from airflow_fc_async.hooks.mns import MnsHook
+
+            hook = self.__dict__["_mns_hook"] = MnsHook(fc_conn_id=self.fc_conn_id)
+        return hook
 
     async def _watch(self, task: AsyncTask, policy: WaitPolicy) -> TaskWatch | None:
         """Register with this loop's shared status poller (None: the task has no startedTime to list by)."""
+        from airflow_fc_async.core.status_poller import watch_task
+
         if task.started_time is None:
             return None
         client = await self._hook().aget_conn()
         return await watch_task(client, self.function_name, task, policy, qualifier=self.qualifier)
 
     async def _read_logs(self, cursor: LogCursor, task: AsyncTask, lines: list[str]) -> None:
-        """New function log lines: logged here and kept for the event; an error is logged, never raised."""
+        """New function log lines: logged here (counted for the event); an error is logged, never raised."""
         try:
             new = await self._hook().aread_function_logs(cursor, task)
         except FcError as err:
@@ -252,9 +450,10 @@ class FcAsyncTaskTrigger(BaseTrigger):
         await self._close_hook()
 
     async def _close_hook(self) -> None:
-        hook = self.__dict__.pop("_fc_hook", None)
-        if hook is not None and hasattr(hook, "aclose"):
-            try:
-                await hook.aclose()
-            except Exception as err:  # best effort
-                self.log.debug("Closing the FC hook failed: %s", err)
+        for name in ("_fc_hook", "_mns_hook"):
+            hook = self.__dict__.pop(name, None)
+            if hook is not None and hasattr(hook, "aclose"):
+                try:
+                    await hook.aclose()
+                except Exception as err:  # best effort
+                    self.log.debug("Closing the %s hook failed: %s", name, err)

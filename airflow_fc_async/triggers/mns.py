@@ -33,6 +33,8 @@ class FcDestinationTrigger(BaseTrigger):
     :param timeout_at: epoch seconds after which a ``timeout`` event fires; None waits up to 7 days.
     :param delete_on_read: whether the worker deletes the message once the record is stored.
     :param hold_seconds: how long the message stays invisible for the worker's delete.
+    :param function_name: the record's function, when known: this triggerer then hands back at once the records
+        of that function that other triggerers or workers wait for.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class FcDestinationTrigger(BaseTrigger):
         timeout_at: float | None = None,
         delete_on_read: bool = True,
         hold_seconds: int = 900,
+        function_name: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.queue_name = queue_name
@@ -51,6 +54,7 @@ class FcDestinationTrigger(BaseTrigger):
         self.timeout_at = timeout_at
         self.delete_on_read = delete_on_read
         self.hold_seconds = int(hold_seconds)
+        self.function_name = function_name
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -62,6 +66,7 @@ class FcDestinationTrigger(BaseTrigger):
                 "timeout_at": self.timeout_at,
                 "delete_on_read": self.delete_on_read,
                 "hold_seconds": self.hold_seconds,
+                "function_name": self.function_name,
             },
         )
 
@@ -86,6 +91,7 @@ class FcDestinationTrigger(BaseTrigger):
                 timeout=remaining,
                 delete_on_read=self.delete_on_read,
                 hold_seconds=self.hold_seconds,
+                function_name=self.function_name,
             )
         except FcError as err:
             self.log.error(

@@ -26,6 +26,13 @@ line_airflow() {
     esac
 }
 
+line_extras() {  # the messaging extra (common-messaging) needs Airflow 3
+    case $1 in
+        2.11) echo "--extra test" ;;
+        *) echo "--extra test --extra messaging" ;;
+    esac
+}
+
 line_resolve_flags() {
     case $1 in
         2.11) echo "--resolution lowest-direct" ;;
@@ -40,7 +47,7 @@ lock() {  # LINE -> tests/compat/pins-LINE.txt
     local line=$1 airflow
     airflow=$(line_airflow "$line") || return 1
     # shellcheck disable=SC2046
-    "$UV" pip compile -q --python-version 3.11 pyproject.toml --extra test \
+    "$UV" pip compile -q --python-version 3.11 pyproject.toml $(line_extras "$line") \
         -c <(echo "apache-airflow==$airflow") $(line_resolve_flags "$line") \
         --custom-compile-command "RELOCK=1 tests/compat/run.sh $line" -o "$HERE/pins-$line.txt"
 }

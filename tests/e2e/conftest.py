@@ -43,8 +43,11 @@ def dag_bag(**kwargs: Any) -> Any:
     return DagBag(**kwargs)
 
 
-def run_dag(dag: Any) -> Any:
+def run_dag(dag: Any, logical_date: Any = None) -> Any:
     """Serialize a DAG built in a test, then run it with ``dag.test()`` (triggers run in-process).
+
+    With ``logical_date``, a second call deletes the first call's DAG run and creates it again under the same run
+    id (what ``airflow dags test DAG DATE`` does).
 
     The version-dependent test helpers live here: 3.1+ syncs through ``sync_bag_to_db``, 3.0 through
     ``DagBag.sync_to_db(bundle)``; on 2.x ``dag.sync_to_db()`` is all ``dag.test()`` needs.
@@ -53,7 +56,7 @@ def run_dag(dag: Any) -> Any:
         from airflow.dag_processing.bundles.manager import DagBundlesManager
     except ImportError:  # Airflow 2: no bundles
         dag.sync_to_db()
-        return _airflow2_dag_test(dag)
+        return _airflow2_dag_test(dag, logical_date)
     DagBundlesManager().sync_bundles_to_db()  # the "dags-folder" bundle row the DAG refers to
     bag = dag_bag(collect_dags=False)
     bag.bag_dag(dag)
@@ -64,10 +67,12 @@ def run_dag(dag: Any) -> Any:
         bag.sync_to_db("dags-folder", None)
     else:
         sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
-    return dag.test()
+    if logical_date is None:
+        return dag.test()
+    return dag.test(logical_date=logical_date, run_after=logical_date)  # run_after names the run id on 3.x
 
 
-def _airflow2_dag_test(dag: Any) -> Any:
+def _airflow2_dag_test(dag: Any, logical_date: Any = None) -> Any:
     """``dag.test()`` on 2.x, where execution_timeout's AirflowTaskTimeout (a BaseException there) escaped it.
 
     The task instance has already been failed (up for retry) when it propagates; like any other task error in
@@ -87,7 +92,7 @@ def _airflow2_dag_test(dag: Any) -> Any:
             dag_module.log.exception("Task timed out; ti=%s", kwargs.get("ti"))
 
     with mock.patch.object(dag_module, "_run_task", run_task_past_timeouts):
-        return dag.test()
+        return dag.test(execution_date=logical_date) if logical_date is not None else dag.test()
 
 
 def task_instance(dr: Any, task_id: str) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pendulum
 import pytest
+import requests
 
 from airflow_fc_async import compat
 from airflow_fc_async.core import task_ids
@@ -41,7 +42,9 @@ def test_blocking_success(fc_conn: Any) -> None:
     assert result["destination_record"] is None
     assert result["task_id"].startswith("e2e_blocking-invoke-") and result["task_id"].endswith("-t1")
     link = ti.xcom_pull(task_ids="invoke", key="fc_async_task_url")
-    assert result["task_id"] in link
+    assert result["task_id"] in link and "/_console/" in link
+    page = requests.get(link, timeout=30)  # the extra link opens the emulator's console page, no credential
+    assert page.status_code == 200 and "Succeeded" in page.text
     assert ids_of(fc_conn, "e2e_blocking") == {result["task_id"]: 1}
 
 
@@ -98,11 +101,13 @@ def test_a_retry_after_a_killed_try_reattaches_and_runs_once(
     dag = dag_with(
         dag_id,
         function_name="sleeper",
-        payload={"seconds": 6.5},  # running when try 2 starts (3.0 kills ~1.3 s late), done within its limit
+        # Still running when try 2 reaches FC, done within try 2's own limit. Between try 1's kill and try 2's
+        # first request Airflow itself takes 0.5 s (3.3) to 3.5 s (3.0's in-process execution API): 10 s covers it.
+        payload={"seconds": 15},
         stop_on_kill=False,
         retries=1,
         retry_delay=timedelta(0),
-        execution_timeout=timedelta(seconds=4),
+        execution_timeout=timedelta(seconds=10),
     )
     dr = run_dag(dag)
     ti = task_instance(dr, "invoke")
@@ -111,7 +116,7 @@ def test_a_retry_after_a_killed_try_reattaches_and_runs_once(
     assert ti.try_number == 2
     result = ti.xcom_pull(task_ids="invoke")
     assert result["task_id"].endswith("-t1")  # the first try's task, re-attached
-    assert result["return_payload"] == {"slept": 6.5}
+    assert result["return_payload"] == {"slept": 15}
     assert ids_of(fc_conn, dag_id) == {result["task_id"]: 1}  # exactly one execution
     assert "Re-attaching to FC task" in out
     assert ("from the task state store" in out) is store
@@ -141,7 +146,8 @@ def test_sensor_waits_for_a_task_the_operator_started(fc_conn: Any) -> None:
 def test_task_id_prefix_is_what_the_operator_used(fc_conn: Any) -> None:
     dr = run_dag(dag_with("e2e_ids", function_name="echo"))
     ti = task_instance(dr, "invoke")
-    prefix = task_ids.task_id_prefix("e2e_ids", "invoke", dr.run_id, -1)
+    marker = compat.dag_run_marker({"dag_run": dr})  # this DAG run's run_after (3.x) or db id (2.x)
+    prefix = task_ids.task_id_prefix("e2e_ids", "invoke", dr.run_id, -1, marker)
     assert ti.xcom_pull(task_ids="invoke")["task_id"] == f"{prefix}-t1"
 
 

@@ -63,7 +63,9 @@ def test_all_50_lines_in_order_each_once(
     dr = run_dag(dag)
     out = captured(capsys, caplog)
     assert dr.state == "success"
-    log = task_log(out)
+    # Deferrable: what the UI shows is the task's records and the trigger's (the triggerer writes into the task's
+    # log live): together they hold each line once, none repeated by execute_complete.
+    log = [line for line in out.splitlines() if "[airflow.task." in line or "FcAsyncTaskTrigger]" in line]
     assert function_lines(log) == [(1, n) for n in range(1, 51)]
     request_id = task_instance(dr, "invoke").xcom_pull(task_ids="invoke")["request_id"]
     starts = [
@@ -71,10 +73,6 @@ def test_all_50_lines_in_order_each_once(
     ]
     ends = [i for i, line in enumerate(log) if f"[attempt 1] FC Invoke End RequestId: {request_id}" in line]
     assert len(starts) == 1 and len(ends) == 1 and starts[0] < ends[0]
-    if deferrable:  # the trigger logged them in the triggerer too, once each
-        trigger = [line for line in out.splitlines() if "FcAsyncTaskTrigger]" in line]
-        numbers = [n for _, n in function_lines(trigger)]
-        assert numbers == sorted(set(numbers)) and numbers[-1] == 50
 
 
 def test_a_retry_shows_as_a_second_attempt(

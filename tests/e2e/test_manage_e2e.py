@@ -189,6 +189,35 @@ def test_rerun_sends_the_source_payload_under_a_new_id(fc_conn: Any, client: FcC
     assert fc_conn.stats()["executions"][result["task_id"]] == 1
 
 
+def test_rerun_with_a_payload_override(fc_conn: Any, client: FcClient) -> None:
+    from airflow.providers.common.compat.sdk import DAG
+
+    source = client.invoke_async("echo", {"job": "nightly", "n": 7}).task_id
+    assert wait_terminal(client, "echo", source) is TaskStatus.SUCCEEDED
+    with DAG("e2e_rerun_override", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+        FcRerunAsyncTaskOperator(
+            task_id="rerun",
+            function_name="echo",
+            source_task_id=source,
+            payload_override={"n": 1, "small": True},
+            poll_interval=1,
+        )
+    dr = run_dag(dag)
+    assert dr.state == "success"
+    result = task_instance(dr, "rerun").xcom_pull(task_ids="rerun")
+    assert result["return_payload"] == {"job": "nightly", "n": 1, "small": True}
+
+
+def test_rerun_override_of_a_non_object_payload_fails_fast(fc_conn: Any, client: FcClient) -> None:
+    source = client.invoke_async("echo", "plain text").task_id
+    assert wait_terminal(client, "echo", source) is TaskStatus.SUCCEEDED
+    op = FcRerunAsyncTaskOperator(
+        task_id="rerun", function_name="echo", source_task_id=source, payload_override={"n": 1}
+    )
+    with pytest.raises(AirflowFailException, match="payload_override"):
+        op.execute(ctx())  # type: ignore[arg-type]
+
+
 def test_rerun_of_a_missing_task_fails_fast(fc_conn: Any) -> None:
     op = FcRerunAsyncTaskOperator(task_id="rerun", function_name="echo", source_task_id="missing-task-x")
     with pytest.raises(AirflowFailException, match="missing-task-x"):

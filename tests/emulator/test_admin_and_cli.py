@@ -30,21 +30,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_health_and_stats_count_requests_per_action(emu, fc):
-    health = requests.get(emu.endpoint + "/_emulator/health").json()
+    health = requests.get(emu.endpoint + "/_emulator/health", headers=emu.admin_headers()).json()
     assert (
         health["status"] == "ok" and "echo" in health["functions"] and "fc-test-timeout" in health["queues"]
     )
     before = emu.stats()["requests"].get("GetFunction", 0)
     for _ in range(3):
         fc.get_function("echo")
-    stats = requests.get(emu.endpoint + "/_emulator/stats").json()
+    stats = requests.get(emu.endpoint + "/_emulator/stats", headers=emu.admin_headers()).json()
     assert stats["requests"]["GetFunction"] == before + 3
     assert stats["paths"]["GET /2023-03-30/functions/echo"] >= 3
 
 
 def test_reset_stats(emu, fc):
     fc.get_function("echo")
-    assert requests.post(emu.endpoint + "/_emulator/stats/reset").status_code == 200
+    assert (
+        requests.post(emu.endpoint + "/_emulator/stats/reset", headers=emu.admin_headers()).status_code == 200
+    )
     assert emu.stats()["requests"].get("GetFunction", 0) == 0
 
 
@@ -107,18 +109,22 @@ def test_deploy_over_http_and_invoke(emu, fc):
     name = unique("deployed")
     source = "def handler(event, context):\n    return b'deployed:' + event\n"
     r = requests.post(
-        emu.endpoint + "/_emulator/functions", json={"name": name, "source": source, "timeout": 5}
+        emu.endpoint + "/_emulator/functions",
+        json={"name": name, "source": source, "timeout": 5},
+        headers=emu.admin_headers(),
     )
     assert r.status_code == 200 and r.json()["functionName"] == name
     assert fc.invoke_sync(name, "x") == b"deployed:x"
-    bad = requests.post(emu.endpoint + "/_emulator/functions", json={"handler": "index.handler"})
+    bad = requests.post(
+        emu.endpoint + "/_emulator/functions", json={"handler": "index.handler"}, headers=emu.admin_headers()
+    )
     assert bad.status_code == 400 and "name" in bad.json()["error"]
 
 
 def test_logs_endpoint(emu, fc):
     inv = fc.invoke_async("sleeper", {"seconds": 0.2}, task_id=unique("logs"))
     wait_terminal(fc, "sleeper", inv.task_id)
-    text = requests.get(f"{emu.endpoint}/_emulator/logs/{inv.request_id}").text
+    text = requests.get(f"{emu.endpoint}/_emulator/logs/{inv.request_id}", headers=emu.admin_headers()).text
     assert "line 1" in text and f"FC Invoke End RequestId: {inv.request_id}" in text
 
 

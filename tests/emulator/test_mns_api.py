@@ -139,3 +139,73 @@ def test_receive_from_missing_queue_and_bad_handle(mns, emu):
     assert r.status_code == 400 and "<Code>ReceiptHandleError</Code>" in r.text
     r = mns_raw(emu, "GET", f"/queues/{name}/messages?waitseconds=0")
     assert r.status_code == 404 and "<Code>MessageNotExist</Code>" in r.text and f'xmlns="{XMLNS}"' in r.text
+
+
+def _handle(emu, queue: str) -> str:
+    import re
+
+    r = mns_raw(emu, "GET", f"/queues/{queue}/messages?waitseconds=1")
+    assert r.status_code == 200, r.text
+    return re.search(r"<ReceiptHandle>(.*?)</ReceiptHandle>", r.text).group(1)
+
+
+def test_query_parameter_names_are_case_insensitive(mns, emu, queue):
+    """The Node SDK's spelling (receiptHandle, visibilityTimeout): MNS reads names case-insensitively."""
+    from urllib.parse import quote
+
+    mns.send_message(queue, "one")
+    handle = quote(_handle(emu, queue), safe="")
+    r = mns_raw(emu, "PUT", f"/queues/{queue}/messages?receiptHandle={handle}&visibilityTimeout=1")
+    assert r.status_code == 200 and "<ChangeVisibility" in r.text, r.text
+    new = quote(r.text.split("<ReceiptHandle>")[1].split("</ReceiptHandle>")[0], safe="")
+    # DeleteMessage, not BatchDeleteMessage (which would want a body)
+    r = mns_raw(emu, "DELETE", f"/queues/{queue}/messages?receipthandle={new}")
+    assert r.status_code == 204, r.text
+    assert int(mns.get_queue_attributes(queue)["ActiveMessages"]) == 0
+    mns.send_message(queue, "two")
+    assert (
+        mns_raw(emu, "GET", f"/queues/{queue}/messages?NumOfMessages=2&WaitSeconds=1").text.count("<Message>")
+        == 1
+    )  # BatchReceiveMessage: a <Messages> list
+
+
+def test_list_queue_pages_with_ret_number_and_marker(mns, emu):
+    import re
+
+    from airflow_fc_async.core.signing import sign_mns_request
+
+    prefix = unique("page")
+    names = sorted(f"{prefix}-{i}" for i in range(5))
+    for name in names:
+        mns.create_queue(name)
+
+    def page(marker: str | None) -> tuple[list[str], str | None]:
+        headers = {"x-mns-prefix": prefix, "x-mns-ret-number": "2"}
+        if marker:
+            headers["x-mns-marker"] = marker
+        signed = sign_mns_request(
+            emu.credentials,
+            method="GET",
+            host=emu.endpoint.split("://", 1)[1],
+            resource="/queues",
+            headers=headers,
+        )
+        import requests
+
+        r = requests.get(emu.endpoint + "/queues", headers=signed, timeout=30)
+        assert r.status_code == 200, r.text
+        found = [u.rsplit("/", 1)[1] for u in re.findall(r"<QueueURL>(.*?)</QueueURL>", r.text)]
+        m = re.search(r"<NextMarker>(.*?)</NextMarker>", r.text)
+        return found, m.group(1) if m else None
+
+    seen, marker, pages = [], None, 0
+    while True:
+        found, marker = page(marker)
+        seen += found
+        pages += 1
+        assert len(found) <= 2
+        if marker is None:
+            break
+    assert seen == names and pages == 3
+    for name in names:
+        mns.delete_queue(name)

@@ -13,6 +13,7 @@ import pytest
 from airflow_fc_async.core.fc import FcClient
 from airflow_fc_async.core.status_poller import poller_stats, reset_pollers
 from airflow_fc_async.triggers.fc import FcAsyncTaskTrigger
+from tests.aiohttp_sessions import audit_sessions
 
 FUNCTION = "fleet-sleep"
 COUNT = 50
@@ -51,7 +52,9 @@ def test_fifty_triggers_share_one_poller(emu: Any, monkeypatch: pytest.MonkeyPat
     reset_pollers()
     start = time.time()
 
-    events = asyncio.run(_run_fleet(list(durations)))
+    with audit_sessions(monkeypatch) as audit:
+        events = asyncio.run(_run_fleet(list(durations)))
+    assert audit.left_open == 0 and audit.unclosed_warnings == [], (audit.left_open, audit.unclosed_warnings)
 
     after = emu.stats()["paths"]
     for (task_id, seconds), ev in zip(durations.items(), events, strict=True):
@@ -65,7 +68,8 @@ def test_fifty_triggers_share_one_poller(emu: Any, monkeypatch: pytest.MonkeyPat
             # its own task (every duration differs); payloads are left out of the event
             assert ev["task"]["durationMs"] >= 900 * seconds
             assert "returnPayload" not in ev["task"]
-        assert ev["task_status"] in ev["lines"][-1]  # the progress lines end with the terminal status
+        assert ev["progress"]["last_status"] == ev["task_status"]  # the progress lines ended with it
+        assert ev["lines_logged"] >= 1 and "events" not in ev["task"]
 
     prefix = f"GET /2023-03-30/functions/{FUNCTION}/async-tasks"
     gets = sum(n - before.get(p, 0) for p, n in after.items() if p.startswith(prefix + "/"))
@@ -79,3 +83,36 @@ def test_fifty_triggers_share_one_poller(emu: Any, monkeypatch: pytest.MonkeyPat
     # One read per trigger (its startedTime), one more per failure the list shows without a message, and the
     # fallbacks of tasks no scan reached in time: far fewer than one per second each.
     assert gets <= COUNT + len(FAILING) + COUNT // 2, (gets, stats)
+
+
+def test_three_hundred_concurrent_reads_on_one_hook_leave_no_session_open(
+    emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 item 10: concurrent first calls on one hook shared one client (one aiohttp session), closed."""
+    from airflow_fc_async.hooks.fc import FcHook
+
+    emu.deploy(
+        FUNCTION,
+        runtime="emulator-sleep",
+        source="",
+        timeout=3,
+        async_invoke_config={"asyncTask": True, "maxAsyncRetryAttempts": 0},
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_FC_DEFAULT", emu.connection_json())
+    with FcClient(emu.endpoint, emu.credentials) as client:
+        client.invoke_async(FUNCTION, {"sleep": 0.1}, task_id="fleet-one-hook")
+
+    async def many_reads() -> list[Any]:
+        hook = FcHook()
+        try:
+            return await asyncio.gather(
+                *(hook.aget_async_task(FUNCTION, "fleet-one-hook") for _ in range(300))
+            )
+        finally:
+            await hook.aclose()
+
+    with audit_sessions(monkeypatch) as audit:
+        tasks = asyncio.run(asyncio.wait_for(many_reads(), timeout=120))
+    assert {t.task_id for t in tasks} == {"fleet-one-hook"}
+    assert audit.opened == 1, audit.opened
+    assert audit.left_open == 0 and audit.unclosed_warnings == []

@@ -41,7 +41,7 @@ def test_a_lost_invoke_response_is_retried_with_the_same_id_and_runs_once(
     assert statuses["InvokeFunction:202"] == 1 and statuses["InvokeFunction:409"] == 1  # the repeat: 409
     assert list(executions.values()) == [1] and out.tries == 1
     assert out.result["task_id"] in executions
-    assert "already accepted by an earlier attempt" in caplog.text
+    assert "already exists with this payload (an earlier attempt of this call)" in caplog.text
 
 
 def test_responses_lost_until_the_retries_run_out_then_the_next_try_reattaches(

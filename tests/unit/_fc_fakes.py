@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 from unittest import mock
 
-from airflow_fc_async.core.models import AsyncInvocation, AsyncTask
+from airflow_fc_async.core.models import AsyncInvocation, AsyncInvokeConfig, AsyncTask
 
 
 def task(task_id: str = "t1", status: str = "Running", **extra: Any) -> AsyncTask:
@@ -22,6 +22,9 @@ class FakeHook:
         self.reads = reads or {}
         self.listed: list[AsyncTask] = []
         self.invoke_error: Exception | None = None
+        self.taken: dict[
+            str, tuple[AsyncTask, str]
+        ] = {}  # the client's answer to a 409 it matched: (task, conflict)
         self.calls: list[tuple[str, Any]] = []
 
     def script(self, task_id: str, *statuses: AsyncTask | Exception | str) -> None:
@@ -45,6 +48,9 @@ class FakeHook:
         self.calls.append(("invoke", (function_name, payload, qualifier, task_id)))
         if self.invoke_error is not None:
             raise self.invoke_error
+        if task_id in self.taken:
+            found, conflict = self.taken[task_id]
+            return AsyncInvocation(task_id, found.request_id, existing=found, conflict=conflict)
         return AsyncInvocation(task_id=task_id, request_id=f"req-{task_id}")
 
     def get_async_task(self, function_name: str, task_id: str, *, qualifier: str = "LATEST") -> AsyncTask:
@@ -53,6 +59,10 @@ class FakeHook:
 
     def stop_async_task(self, function_name: str, task_id: str, *, qualifier: str = "LATEST") -> None:
         self.calls.append(("stop", task_id))
+
+    def get_async_invoke_config(self, function_name: str, *, qualifier: str = "LATEST") -> AsyncInvokeConfig:
+        self.calls.append(("config", function_name))
+        return AsyncInvokeConfig(async_task=True)  # records kept: a 404 is about the task, not the config
 
     def list_async_tasks(self, function_name: str, **kwargs: Any) -> Iterable[AsyncTask]:
         self.calls.append(("list", kwargs))

@@ -184,3 +184,42 @@ def test_the_connection_form_of_this_version() -> None:
         assert "extra__alibaba_fc__access_key_secret" in widgets and len(widgets) == 8
     else:  # 3.0/3.1 without the FAB provider: no form widgets (the extra JSON is edited instead)
         assert widgets == set()
+
+
+def test_dag_run_marker_tells_a_run_created_again_from_the_first() -> None:
+    """Airflow 3: run_after; Airflow 2: the run's database id and start date; nothing known: None."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from airflow_fc_async import compat
+
+    first = compat.dag_run_marker(
+        {"dag_run": SimpleNamespace(run_after=datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))}
+    )
+    again = compat.dag_run_marker(
+        {"dag_run": SimpleNamespace(run_after=datetime(2026, 1, 1, 0, 5, tzinfo=UTC))}
+    )
+    assert first and again and first != again
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    old = compat.dag_run_marker({"dag_run": SimpleNamespace(id=7, start_date=start)})
+    new = compat.dag_run_marker({"dag_run": SimpleNamespace(id=8, start_date=start)})
+    assert old and new and old != new
+    assert compat.dag_run_marker({}) is None
+
+
+def test_an_upstream_output_is_an_xcom_arg_of_this_version() -> None:
+    """XComArg is the task SDK's on Airflow 3, airflow.models' on 2: the invoke operator accepts one as payload."""
+    from datetime import UTC, datetime
+
+    from airflow.providers.common.compat.sdk import DAG, BaseOperator
+
+    from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
+
+    with DAG("compat_xcom_arg", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)):
+        upstream = BaseOperator(task_id="upstream")
+        assert compat.is_xcom_arg(upstream.output)
+        assert not compat.is_xcom_arg({"n": 1}) and not compat.is_xcom_arg("{{ ti.xcom_pull('upstream') }}")
+        op = FcInvokeAsyncOperator(task_id="invoke", function_name="fn", payload=upstream.output)
+    assert compat.is_xcom_arg(op.payload)
+    with pytest.raises(ValueError, match="payload must be"):
+        FcInvokeAsyncOperator(task_id="bad", function_name="fn", payload=object())

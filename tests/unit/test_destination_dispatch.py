@@ -58,7 +58,7 @@ def test_hold_schedule_and_its_bound() -> None:
     assert p.max_touches(90) == 3
     assert p.max_touches(450) == 5
     assert p.max_touches(3600) == 9
-    assert p.backoff(0) == 0 and p.backoff(1) == 1 and p.backoff(3) == 4 and p.backoff(10) == 30
+    assert p.backoff(0) == 0 and p.backoff(1) == 1 and p.backoff(3) == 4 and p.backoff(10) == 10
 
 
 def test_ours_is_held_foreign_is_handed_back_and_nothing_foreign_is_deleted() -> None:
@@ -131,19 +131,56 @@ def test_duplicates_and_redeliveries_are_stored_once_and_deleted() -> None:
     assert d.delivered == 1
 
 
-def test_a_record_seen_before_its_waiter_comes_from_the_cache() -> None:
+def test_a_record_seen_before_its_waiter_is_handed_back_and_delivered_with_a_handle_later() -> None:
+    """Issue 14: nothing is served from memory (a claim without a handle left its message in the queue)."""
     d = QueueDispatch()
-    d.register(Waiter("someone-else"), 0.0)
+    d.register(Waiter("someone-else", function_name="my-fc-job"), 0.0)
     plan = d.plan(msgs(record_body("req-late")), 0.0, 30)
-    assert plan.deliveries == [] and plan.visibility == [("h-m0", 1)] and plan.deletes == []
-    hit = d.register(Waiter("req-late"), 0.5)
-    assert hit is not None and hit.record.request_id == "req-late" and hit.message is None
-    d.acked("req-late", 0.6, deleted=False)
+    assert plan.deliveries == [] and plan.visibility == [("h-m0", 1)] and plan.handed_back == 1
+    assert (
+        d.register(Waiter("req-late", function_name="my-fc-job"), 0.5) is None
+    )  # waits for the next receive
     nxt = d.plan([Msg("m0", "h2", record_body("req-late"))], 2.0, 30)
-    assert nxt.deletes == ["h2"]
-    # the cache expires: a much later waiter no longer gets a stale entry for another id
-    d.plan(msgs(record_body("req-old"), prefix="o"), 3.0, 30)
-    assert d.register(Waiter("req-old"), 3.0 + d.policy.cache_seconds + 1) is None
+    assert [x.record.request_id for x in nxt.deliveries] == ["req-late"] and nxt.deliveries[
+        0
+    ].message is not None
+    assert nxt.deliveries[0].hold is not None  # held with a handle for the caller's delete
+
+
+def test_records_of_awaited_functions_are_never_held_while_others_are() -> None:
+    """A record another process waits for is handed back at once on every receive, full batch or not (it was
+    held 30 s, then up to 900 s: the cross-process loss of issue 14); a record of a function nobody here
+    awaits is foreign (the sparing schedule), and so is an awaited function's orphan after record_touches."""
+    p = SharePolicy(record_touches=3)
+    d = QueueDispatch(p)
+    d.register(Waiter("mine", function_name="my-fc-job"), 0.0)
+    other_fn = record_body("x").replace("functions/my-fc-job", "functions/other-app")
+    batch = msgs(record_body("theirs"), other_fn, *[f"foreign {i}" for i in range(14)])
+    holds = []
+    for t in range(5):
+        plan = d.plan(batch, float(t * 1000), 45)
+        assert not plan.deletes and not plan.deliveries  # never deleted
+        holds.append(dict(plan.visibility))
+    assert [h["h-m0"] for h in holds] == [1, 1, 1, 120, 240]  # 3 touches at once, then an orphan: foreign
+    assert [h["h-m1"] for h in holds] == [30, 30, 60, 120, 240]  # another function: foreign from the start
+
+
+def test_a_waiter_without_a_function_hands_back_no_records() -> None:
+    d = QueueDispatch()
+    d.register(Waiter("mine"), 0.0)
+    plan = d.plan(msgs(record_body("x"), *[f"f{i}" for i in range(15)]), 0.0, 60)
+    assert dict(plan.visibility)["h-m0"] == 30 and plan.handed_back == 0
+
+
+def test_a_record_stored_elsewhere_is_deleted_when_seen() -> None:
+    """A claim from a trigger event whose handle went stale: this process deletes the message on sight."""
+    d = QueueDispatch()
+    rec = DestinationRecord.from_body(record_body("req-ev"))
+    assert rec is not None
+    d.stored_elsewhere(rec, "m0", 0.0)
+    assert d.pending("req-ev") and d.has_work(0.0)
+    plan = d.plan([Msg("m0", "h9", record_body("req-ev"))], 1.0, 30)
+    assert plan.deletes == ["h9"] and not d.pending("req-ev")
 
 
 def test_fail_all_and_has_work() -> None:
@@ -256,3 +293,37 @@ def test_small_queues_while_waiting_never_spin(foreign: int) -> None:
     assert d.delivered == 5 and not set(deleted) & foreign_ids
     assert max_dq <= policy.max_touches(elapsed) <= 4
     assert receives <= 15
+
+
+def test_a_looked_at_record_comes_back_without_a_back_off() -> None:
+    """Push completion only looks at a record (delete_on_read False): handed back at once; when it comes back it
+    is held on the schedule's second step and the batch does not count as idle (no pause before the next record)."""
+    d = QueueDispatch()
+    d.register(Waiter("r1", delete_on_read=False, function_name="my-fc-job"), 0.0)
+    [m] = msgs(record_body("r1"))
+    first = d.plan([m], 0.0, 30)
+    assert [x.record.request_id for x in first.deliveries] == ["r1"] and first.visibility == [
+        (m.receipt_handle, 1)
+    ]
+    for t in (1.5, 40.0, 110.0):  # it keeps coming back (nobody consumes it): never an idle batch
+        again = d.plan([m], t, 30)
+        assert again.deliveries == [] and again.deletes == [] and again.delay == 0.0
+    assert again.visibility == [(m.receipt_handle, 120)]  # held longer each time: 30 (skipped), 60, 120
+
+
+def test_a_record_whose_looking_waiter_left_comes_back_without_a_back_off() -> None:
+    """The poll ended the wait before the record came (the looking waiter left): its record is handed back at
+    once for other processes, as any awaited function's, but its returns are not idle batches either."""
+    d = QueueDispatch()
+    waiter = Waiter("r2", delete_on_read=False, function_name="my-fc-job")
+    d.register(Waiter("other", function_name="my-fc-job"), 0.0)  # the function stays awaited
+    d.register(waiter, 0.0)
+    d.unregister(waiter, 0.5)
+    [m] = msgs(record_body("r2"))
+    for t in (1.0, 2.5, 4.0):
+        plan = d.plan([m], t, 30)
+        assert plan.deliveries == [] and plan.visibility == [(m.receipt_handle, 1)] and plan.delay == 0.0
+    fresh = QueueDispatch()  # without the look: the same returns back off (1 s, 2 s, ...)
+    fresh.register(Waiter("other", function_name="my-fc-job"), 0.0)
+    delays = [fresh.plan([m], t, 30).delay for t in (1.0, 2.5, 4.0)]
+    assert delays == [0.0, 1.0, 2.0]

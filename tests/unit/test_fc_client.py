@@ -102,12 +102,41 @@ def test_invoke_generates_a_task_id_and_keeps_it_across_retries(rsps, fc) -> Non
     assert rsps.calls[1].request.body == b"raw text"
 
 
-def test_409_on_first_attempt_is_a_conflict(rsps, fc) -> None:
+@pytest.mark.parametrize(
+    ("task_reply", "why"),
+    [
+        ({"json": task_json("dup", taskPayload='{"run": 1}', requestId="1-old")}, "holds another payload"),
+        ({"status": 404, "json": {"Code": "AsyncTaskNotFound"}}, "could be read back"),
+    ],
+)
+def test_409_on_first_attempt_with_another_payload_is_refused(rsps, fc, task_reply, why) -> None:
+    """Issue 13: a reused id never hands back the earlier invocation; the message names the id and what to do."""
     rsps.post(INVOKE, status=409, json={"Code": "AsyncTaskAlreadyExists", "Message": "exists"})
-    with pytest.raises(FcConflictError, match="task id 'dup' already used") as err:
-        fc.invoke_async("my-func", {}, task_id="dup")
+    rsps.get(TASKS + "/dup", **task_reply)
+    with pytest.raises(FcConflictError) as err:
+        fc.invoke_async("my-func", {"run": 2}, task_id="dup")
+    text = str(err.value)
+    assert "'dup'" in text and "my-func" in text and "already used (409)" in text and why in text
+    assert "idempotency key" in text and "nightly-{{ ds }}" in text
     assert err.value.status == 409
-    assert len(rsps.calls) == 1  # no GetAsyncTask: the id was somebody else's
+    assert [c.request.method for c in rsps.calls] == ["POST", "GET"]  # one invoke: nothing sent twice
+
+
+def test_409_on_first_attempt_with_the_same_payload_returns_the_existing_task(rsps, fc) -> None:
+    """The same id and the same payload: an idempotency key's repeat, the existing task (flagged as such)."""
+    rsps.post(INVOKE, status=409, json={"Code": "AsyncTaskAlreadyExists"})
+    rsps.get(TASKS + "/nightly-1", json=task_json("nightly-1", taskPayload='{"run":1}', requestId="1-old"))
+    inv = fc.invoke_async("my-func", {"run": 1}, task_id="nightly-1")
+    assert (inv.task_id, inv.request_id, inv.conflict) == ("nightly-1", "1-old", "same-id")
+    assert inv.existing is not None and inv.existing.task_id == "nightly-1"
+
+
+def test_409_on_first_attempt_with_non_utf8_bytes_is_refused(rsps, fc) -> None:
+    """FC records invalid bytes as U+FFFD: equal after replacement proves nothing about the original bytes."""
+    rsps.post(INVOKE, status=409, json={"Code": "AsyncTaskAlreadyExists"})
+    rsps.get(TASKS + "/bin", json=task_json("bin", taskPayload="a\ufffdb"))
+    with pytest.raises(FcConflictError, match="not UTF-8"):
+        fc.invoke_async("my-func", b"a\xffb", task_id="bin")
 
 
 def test_409_on_retry_with_our_payload_is_success(rsps, fc) -> None:
@@ -116,7 +145,7 @@ def test_409_on_retry_with_our_payload_is_success(rsps, fc) -> None:
     # the server re-serialised the JSON: equal as JSON is still ours
     rsps.get(TASKS + "/job-1", json=task_json("job-1", taskPayload='{"a": 1, "b": [2]}', requestId="1-first"))
     inv = fc.invoke_async("my-func", {"a": 1, "b": [2]}, task_id="job-1")
-    assert (inv.task_id, inv.request_id) == ("job-1", "1-first")
+    assert (inv.task_id, inv.request_id, inv.conflict) == ("job-1", "1-first", "retry")
     assert [c.request.method for c in rsps.calls] == ["POST", "POST", "GET"]
 
 
@@ -131,7 +160,7 @@ def test_409_on_retry_with_another_payload_is_a_conflict(rsps, fc, task_reply) -
     rsps.post(INVOKE, status=500, json={"Code": "InternalServerError"})
     rsps.post(INVOKE, status=409, json={"Code": "Conflict"})
     rsps.get(TASKS + "/job-1", **task_reply)
-    with pytest.raises(FcConflictError, match="not by this request"):
+    with pytest.raises(FcConflictError, match="not this request"):
         fc.invoke_async("my-func", {"a": 1}, task_id="job-1")
 
 
@@ -389,6 +418,7 @@ async def test_async_invoke_409_on_retry_resolved(server: Server) -> None:
 
 async def test_async_first_attempt_409_and_errors(server: Server) -> None:
     server.add(409, {"Code": "Conflict"})
+    server.add(200, task_json("taken", taskPayload='{"someone":"else"}'))
     server.add(404, {"Code": "FunctionNotFound", "Message": "gone"}, x_fc_request_id="r404")
     async with AsyncFcClient(server.url, Credentials("ak", "sk"), retry=FAST) as client:
         with pytest.raises(FcConflictError, match="already used"):
@@ -396,7 +426,7 @@ async def test_async_first_attempt_409_and_errors(server: Server) -> None:
         with pytest.raises(FcNotFoundError) as err:
             await client.get_function("my-func")
     assert err.value.request_id == "r404"
-    assert len(server.requests) == 2
+    assert len(server.requests) == 3
 
 
 def test_sync_client_reuses_one_pooled_connection() -> None:

@@ -12,6 +12,7 @@ import pytest
 import responses
 from aiohttp import web
 
+from airflow_fc_async.core.endpoints import parse_console_task_url
 from airflow_fc_async.core.errors import FcValidationError
 from airflow_fc_async.core.fc import FcClient
 from airflow_fc_async.core.mns import MnsClient
@@ -309,13 +310,56 @@ async def test_async_twins_read_the_connection_without_sync_io(
     assert synced == ([] if hasattr(Connection, "aextra_dejson") else [local_conn])
 
 
-async def test_console_url_with_override_is_the_api_url(server: Server, local_conn: str) -> None:
+async def test_console_url_without_region_is_the_emulator_console_page(
+    server: Server, local_conn: str
+) -> None:
     hook = FcHook(fc_conn_id=local_conn)
     await hook.asettings()  # settings cached: console_url reads no connection
     assert (
-        hook.console_url("fn", "t1")
-        == f"{server.url}/2023-03-30/functions/fn/async-tasks/t1?qualifier=LATEST"
+        hook.console_url("fn", "t1") == f"{server.url}/_console/functions/fn/async-tasks/t1?qualifier=LATEST"
     )
+
+
+CONSOLE = "https://fcnext.console.aliyun.com/cn-hangzhou/functions/fn/async-task/t%2F1?qualifier=prod"
+
+
+@pytest.mark.parametrize(
+    ("fc_endpoint", "expected"),
+    [
+        (None, CONSOLE),
+        ("https://1234.cn-hangzhou-internal.fc.aliyuncs.com", CONSOLE),  # a VPC endpoint is an override too
+        ("https://fc-proxy.corp.example:8443", CONSOLE),
+        (
+            "http://127.0.0.1:9000",
+            "http://127.0.0.1:9000/_console/functions/fn/async-tasks/t%2F1?qualifier=prod",
+        ),
+        (
+            "http://localhost:9000/",
+            "http://localhost:9000/_console/functions/fn/async-tasks/t%2F1?qualifier=prod",
+        ),
+        ("http://[::1]:9000", "http://[::1]:9000/_console/functions/fn/async-tasks/t%2F1?qualifier=prod"),
+    ],
+)
+def test_console_url_with_region_stays_the_fc_console_unless_the_endpoint_is_the_emulator(
+    monkeypatch: pytest.MonkeyPatch, fc_endpoint: str | None, expected: str
+) -> None:
+    extra = {"region": "cn-hangzhou", "account_id": "1234"}
+    if fc_endpoint:
+        extra["fc_endpoint"] = fc_endpoint
+    set_conn(monkeypatch, "fc_console", conn_type="alibaba_fc", login="ak", password="sk", extra=extra)
+    assert FcHook(fc_conn_id="fc_console").console_url("fn", "t/1", qualifier="prod") == expected
+    # the UI's task-instance view reads the function, id and qualifier back from the stored link
+    assert parse_console_task_url(expected) == ("fn", "t/1", "prod")
+
+
+def test_only_console_task_urls_parse() -> None:
+    for url in (
+        "https://fcnext.console.aliyun.com/cn-hangzhou/functions/fn",
+        "https://evil.example/cn-hangzhou/functions/fn/async-task/t1",
+        "http://127.0.0.1:9000/_console/functions/fn/async-tasks",
+        "",
+    ):
+        assert parse_console_task_url(url) is None, url
 
 
 # -- MnsHook ---------------------------------------------------------------------------------------------------
@@ -358,3 +402,48 @@ def test_mns_hook_without_region_names_the_gap(monkeypatch: pytest.MonkeyPatch) 
     )
     with pytest.raises(FcValidationError, match="connection 'fc_only' has no region and no account_id"):
         MnsHook(fc_conn_id="fc_only").get_conn()
+
+
+# -- one async client per hook (issue 13 item 10) ---------------------------------------------------------------
+@pytest.mark.parametrize("hook_cls", [FcHook, MnsHook])
+async def test_concurrent_first_calls_build_one_async_client(
+    monkeypatch: pytest.MonkeyPatch, local_conn: str, hook_cls: type
+) -> None:
+    """50 coroutines asking at once while the connection read is in flight get one client, not 50."""
+    import aiohttp
+
+    hook = hook_cls(fc_conn_id=local_conn)
+    real = hook.asettings
+
+    async def slow_settings() -> Any:
+        await asyncio.sleep(0.01)  # the await between the None check and the assignment
+        return await real()
+
+    monkeypatch.setattr(hook, "asettings", slow_settings)
+    opened: list[Any] = []
+    real_init = aiohttp.ClientSession.__init__
+
+    def counting_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        opened.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "__init__", counting_init)
+    clients = await asyncio.gather(*(hook.aget_conn() for _ in range(50)))
+    assert len({id(c) for c in clients}) == 1
+    for client in clients:  # each client opens its session on first send: what every caller would do next
+        client._transport._get_session()
+    await hook.aclose()
+    assert len(opened) == 1 and all(s.closed for s in opened)
+
+
+def test_one_hook_serves_several_event_loops(local_conn: str) -> None:
+    """The lock is per loop: a hook used from two asyncio.run() calls does not trip over a foreign loop's lock."""
+    hook = FcHook(fc_conn_id=local_conn)
+
+    async def first() -> Any:
+        return await asyncio.gather(*(hook.aget_conn() for _ in range(5)))
+
+    a = asyncio.run(first())
+    hook._aclient = None  # a later loop builds afresh (an aiohttp session cannot cross loops)
+    b = asyncio.run(first())
+    assert len({id(c) for c in a}) == 1 and len({id(c) for c in b}) == 1

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
 
+from airflow_fc_async import compat
 from airflow_fc_async.core import task_ids
 from airflow_fc_async.core.errors import (
     FcAuthError,
@@ -16,6 +17,7 @@ from airflow_fc_async.core.errors import (
     FcThrottledError,
     FcValidationError,
 )
+from airflow_fc_async.links import FcAsyncTaskLink
 from airflow_fc_async.operators._base import MAX_RESULT_BYTES, FcAsyncTaskMixin
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 from airflow_fc_async.triggers.fc import FcAsyncTaskTrigger
@@ -201,8 +203,9 @@ def test_deferrable_reads_once_stores_and_defers(hook: FakeHook) -> None:
     hook.script(ID1, "Enqueued")
     store = FakeStore()
     ctx = context(store=store)
+    deferring = op(deferrable=True, max_wait=600, stop_on_kill=False)
     with pytest.raises(TaskDeferred) as info:
-        op(deferrable=True, max_wait=600, stop_on_kill=False).execute(ctx)
+        deferring.execute(ctx)
     trigger = info.value.trigger
     assert isinstance(trigger, FcAsyncTaskTrigger)
     assert info.value.method_name == "execute_complete"
@@ -214,8 +217,14 @@ def test_deferrable_reads_once_stores_and_defers(hook: FakeHook) -> None:
     assert kwargs["stop_on_kill"] is False
     assert kwargs["progress"]["last_status"] == "Enqueued"  # the trigger will not log Enqueued again
     assert store.values["fc_async_task"]["task_id"] == ID1  # stored before deferring
-    assert "fc_async_task_url" in pushed(ctx)  # the link works while deferred
     assert hook.count("get") == 1
+    url = f"https://console.example/my-fc-job/{ID1}?q=LATEST"
+    if compat.finalize_pushes_links():  # Airflow 3 pushes the link at the deferral exit: no XCom call of ours
+        assert "fc_async_task_url" not in pushed(ctx)
+    else:  # Airflow 2: the task pushes it so that the link works while deferred
+        assert pushed(ctx)["fc_async_task_url"] == url
+    # finalize asks the operator that ran, which answers without an XCom read (an API round trip)
+    assert FcAsyncTaskLink().get_link(deferring, ti_key="unused") == url  # type: ignore[arg-type]
 
 
 def test_deferrable_never_defers_an_ended_task(hook: FakeHook) -> None:
@@ -237,20 +246,26 @@ def _event(status: str, **extra: object) -> dict[str, object]:
         "qualifier": "LATEST",
         "async_task_id": ID1,
         "request_id": f"req-{ID1}",
-        "lines": ["Enqueued -> Running", "Running -> Succeeded"],
+        "lines_logged": 2,
         "progress": {},
         **extra,
     }
 
 
-def test_execute_complete_success_reads_the_result_and_logs_the_lines(
+def test_execute_complete_success_reads_the_result_and_does_not_repeat_the_lines(
     hook: FakeHook, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hook.script(ID1, task(ID1, "Succeeded", returnPayload="[1, 2]"))
-    result = op().execute_complete(context(), _event("success"))
-    assert result["return_payload"] == [1, 2]
+    """The triggerer wrote its lines into the task log live: execute_complete does not log them again, even
+    from an event of an older version that still carried them."""
+    hook.script(ID1, task(ID1, "Succeeded", returnPayload='{"rows": [1, 2], "note": "' + "x" * 500 + '"}'))
+    old_event = _event("success", lines=["Enqueued -> Running", "Running -> Succeeded"])
+    result = op().execute_complete(context(), old_event)
+    assert result["return_payload"]["rows"] == [1, 2]
     out = capsys.readouterr().out
-    assert "Enqueued -> Running" in out and "Running -> Succeeded" in out
+    assert "Enqueued -> Running" not in out and "Running -> Succeeded" not in out
+    (returned,) = [line for line in out.splitlines() if f"FC task {ID1} returned: " in line]
+    assert '{"rows": [1, 2], "note": "xxx' in returned and "more characters)" in returned  # one short line
+    assert len(returned.split(" returned: ", 1)[1].split(" more characters)")[0]) < 260
 
 
 def test_execute_complete_failure_raises_with_the_error(hook: FakeHook) -> None:

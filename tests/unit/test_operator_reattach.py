@@ -6,10 +6,10 @@ import threading
 import time
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_fc_async.core import task_ids
-from airflow_fc_async.core.errors import FcConflictError
+from airflow_fc_async.core.errors import FcConflictError, FcNotFoundError
 from airflow_fc_async.operators._base import FcAsyncTaskMixin
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 from tests.unit._fc_fakes import FakeHook, FakeStore, context, task
@@ -173,18 +173,130 @@ def test_prefix_lookup_ignores_other_task_instances(hook: FakeHook) -> None:
     assert invoked(hook) == [ID2]
 
 
-def test_first_try_does_not_look_up_and_a_409_attaches_to_its_own_task(hook: FakeHook) -> None:
-    hook.invoke_error = FcConflictError("exists", status=409, code="Conflict", request_id="r")
-    hook.script(ID1, "Running", "Succeeded")
-    assert op().execute(context(try_number=1))["task_id"] == ID1
-    assert not any(kind == "list" for kind, _ in hook.calls)
+# -- a taken id (409): attach only to this request's own task (issue 13 item 1) ------------------------------------
+def _run_after(ctx: dict[str, object], when: str) -> dict[str, object]:
+    """Airflow 3's context: the DAG run carries run_after, a sure marker of this DAG run."""
+    from datetime import datetime
+    from unittest import mock
+
+    ctx["dag_run"] = mock.MagicMock(run_after=datetime.fromisoformat(when), clear_number=0)
+    return ctx
+
+
+def test_a_409_without_proof_of_ownership_fails_at_once(hook: FakeHook) -> None:
+    """No task state store and no sure DAG-run marker (Airflow 2): the same payload alone is not enough."""
+    hook.taken[ID1] = (task(ID1, "Succeeded", returnPayload='{"run": 1}'), "same-id")
+    with pytest.raises(AirflowFailException) as err:
+        op().execute(context(try_number=1))
+    assert ID1 in str(err.value) and "already used (409)" in str(err.value)
+    assert "airflow dags test" in str(err.value)
+    assert not any(
+        kind in ("list", "get") for kind, _ in hook.calls
+    )  # nothing of the old task read or reported
+
+
+def test_a_409_with_a_store_that_has_no_record_of_it_fails_at_once(hook: FakeHook) -> None:
+    hook.taken[ID1] = (task(ID1, "Succeeded"), "same-id")
+    with pytest.raises(AirflowFailException, match="task state store of this task instance has no record"):
+        op().execute(context(try_number=1, store=FakeStore()))
+
+
+def test_a_repeat_of_this_try_attaches_when_the_store_named_the_id_before_the_invoke(hook: FakeHook) -> None:
+    store = FakeStore(
+        {"fc_async_task": {"function_name": "my-fc-job", "qualifier": "LATEST", "task_id": ID1}}
+    )
+    hook.taken[ID1] = (task(ID1, "Running"), "same-id")
+    gone = FcNotFoundError("not yet", status=404, code="AsyncTaskNotFound", request_id="r")
+    hook.script(ID1, gone, "Running", "Succeeded")  # the stored id read before FC listed it: then a 409
+    assert op().execute(context(try_number=1, store=store))["task_id"] == ID1
+    assert invoked(hook) == [ID1]
 
 
 def test_a_409_on_an_already_failed_task_of_this_try_fails(hook: FakeHook) -> None:
-    hook.invoke_error = FcConflictError("exists", status=409, code="Conflict", request_id="r")
-    hook.script(ID1, task(ID1, "Failed", taskErrorMessage="boom"))
+    store = FakeStore(
+        {"fc_async_task": {"function_name": "my-fc-job", "qualifier": "LATEST", "task_id": ID1}}
+    )
+    gone = FcNotFoundError("not yet", status=404, code="AsyncTaskNotFound", request_id="r")
+    hook.script(ID1, gone, task(ID1, "Failed", taskErrorMessage="boom"))
+    hook.taken[ID1] = (task(ID1, "Failed", taskErrorMessage="boom"), "same-id")
     with pytest.raises(AirflowException, match="boom"):
-        op().execute(context(try_number=1))
+        op().execute(context(try_number=1, store=store))
+
+
+def test_the_invoke_is_written_ahead_to_the_store(hook: FakeHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FakeStore()
+    seen: list[object] = []
+    real = hook.invoke_async
+
+    def invoke(*args: object, **kwargs: object) -> object:
+        seen.append(dict(store.values["fc_async_task"]))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hook, "invoke_async", invoke)
+    hook.script(ID1, "Succeeded")
+    op().execute(context(try_number=1, store=store))
+    assert seen and seen[0]["task_id"] == ID1  # type: ignore[index]
+
+
+def test_on_airflow_3_run_after_makes_the_id_of_a_run_created_again_new(hook: FakeHook) -> None:
+    """A DAG run deleted and created again under its run id (dags test twice) gets other ids: a fresh invoke."""
+    first = _run_after(context(), "2026-01-01T00:00:01+00:00")
+    again = _run_after(context(), "2026-01-01T00:05:00+00:00")
+    for ctx in (first, again):
+        hook.script(op()._task_id_prefix(ctx)[0] + "-t1", "Succeeded")  # type: ignore[arg-type]
+        op().execute(ctx)
+    ids = invoked(hook)
+    assert len(set(ids)) == 2 and ID1 not in ids
+    assert all(i.startswith("dag-invoke-manual__2024-01-01T00_00_00_00_00-") for i in ids)
+
+
+def test_without_a_store_a_409_of_the_same_run_marker_and_payload_is_still_refused(hook: FakeHook) -> None:
+    """Airflow 3.0's dags test with the same date repeats run_after: the marker alone proves nothing."""
+    ctx = _run_after(context(), "2026-01-01T00:00:01+00:00")
+    own = op()._task_id_prefix(ctx)[0] + "-t1"  # type: ignore[arg-type]
+    hook.taken[own] = (task(own, "Succeeded"), "same-id")
+    with pytest.raises(AirflowFailException, match="without a task state store"):
+        op().execute(ctx)
+
+
+def test_a_reused_user_id_with_another_payload_fails_at_once_and_names_the_id(hook: FakeHook) -> None:
+    """The issue's case: async_task_id="nightly_job" again in a new DAG run with {"run": 2}."""
+    from airflow_fc_async.core.errors import task_id_in_use
+
+    hook.invoke_error = FcConflictError(
+        task_id_in_use("nightly_job", "my-fc-job", "that task holds another payload"),
+        status=409,
+        code="AsyncTaskAlreadyExists",
+        request_id="r",
+    )
+    with pytest.raises(AirflowFailException) as err:
+        op(async_task_id="nightly_job", payload={"run": 2}).execute(context(try_number=1))
+    assert "'nightly_job'" in str(err.value) and "idempotency key" in str(err.value)
+    assert hook.count("get") == 0
+
+
+def test_a_reused_user_id_with_the_same_payload_returns_the_existing_result(hook: FakeHook) -> None:
+    """An idempotency key: the same key with the same payload is the existing task (no store needed)."""
+    done = task("nightly-2026-01-01", "Succeeded", returnPayload='{"rows": 3}')
+    hook.taken["nightly-2026-01-01"] = (done, "same-id")
+    out = op(async_task_id="nightly-2026-01-01", payload={"d": 1}).execute(context(store=FakeStore()))
+    assert out["return_payload"] == {"rows": 3} and invoked(hook) == ["nightly-2026-01-01"]
+
+
+def test_a_409_of_this_calls_own_earlier_attempt_attaches(hook: FakeHook) -> None:
+    hook.taken[ID1] = (task(ID1, "Running"), "retry")
+    hook.script(ID1, "Succeeded")
+    assert op().execute(context(try_number=1))["task_id"] == ID1
+
+
+def test_a_stored_task_of_another_prefix_is_not_reused(hook: FakeHook) -> None:
+    other = task_ids.try_task_id(task_ids.task_id_prefix("dag", "invoke", "other-run", -1), 1)
+    store = FakeStore(
+        {"fc_async_task": {"function_name": "my-fc-job", "qualifier": "LATEST", "task_id": other}}
+    )
+    hook.script(other, "Succeeded")
+    hook.script(ID2, "Succeeded")
+    assert op().execute(context(try_number=2, store=store))["task_id"] == ID2
 
 
 def test_explicit_id_gets_a_try_suffix_on_retries(hook: FakeHook) -> None:

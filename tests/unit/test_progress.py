@@ -56,10 +56,30 @@ def test_events_are_reported_once_and_status_not_repeated() -> None:
     assert first == ["Enqueued", "Enqueued -> Dequeued", "Dequeued -> Running"]
     assert second == [
         "Running -> Retrying (attempt 2): Function timed out after 3 seconds",
-        "Retrying (attempt 2) -> Running",
-        "Running -> Failed: timed out again",
+        "Retrying (attempt 2) -> Running (attempt 2)",
+        "Running (attempt 2) -> Failed: timed out again",
     ]
     assert tr.update(read("Failed", story, taskErrorMessage="timed out again")) == []
+
+
+def test_each_fc_attempt_has_lines_of_its_own() -> None:
+    """FC's retry runs Dequeued -> Running again: the second attempt's lines say so (no line logged twice)."""
+    story = [
+        ("Enqueued", ""),
+        ("Dequeued", "Dequeued (attempt 1)"),
+        ("Running", "Function invoked on instance c-1"),
+        ("Retrying", "Attempt 1 failed: Function timed out after 3 seconds"),
+        ("Dequeued", "Dequeued (attempt 2)"),
+        ("Running", "Function invoked on instance c-1"),
+        ("Failed", "Attempt 2 failed: Function timed out after 3 seconds"),
+    ]
+    lines = ProgressTracker().update(read("Failed", story, alreadyRetriedTimes=1))
+    assert len(lines) == len(set(lines)), lines
+    assert lines[4:6] == [
+        "Retrying (attempt 2) -> Dequeued (attempt 2)",
+        "Dequeued (attempt 2) -> Running (attempt 2): Function invoked on instance c-1",
+    ]
+    assert lines[-1] == "Running (attempt 2) -> Failed: Attempt 2 failed: Function timed out after 3 seconds"
 
 
 def test_a_retry_between_two_reads_is_still_told() -> None:

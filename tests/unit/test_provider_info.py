@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from airflow_fc_async.compat import _airflow_version
 from airflow_fc_async.get_provider_info import get_provider_info
 
 INFO = get_provider_info()
@@ -63,7 +64,10 @@ def test_module_lists() -> None:
     triggers = [m for t in INFO["triggers"] for m in t["python-modules"]]
     hooks = [m for h in INFO["hooks"] for m in h["python-modules"]]
     assert sensors == ["airflow_fc_async.sensors.fc", "airflow_fc_async.sensors.mns"]
-    assert triggers == ["airflow_fc_async.triggers.fc", "airflow_fc_async.triggers.mns"]
+    event_triggers = ["airflow_fc_async.triggers.mns_events"] if _airflow_version() >= (3, 0) else []
+    assert triggers == ["airflow_fc_async.triggers.fc", "airflow_fc_async.triggers.mns", *event_triggers]
+    for module in triggers:  # every listed trigger module imports on this Airflow
+        importlib.import_module(module)
     assert hooks == ["airflow_fc_async.hooks.fc", "airflow_fc_async.hooks.mns"]
     for module in hooks:
         importlib.import_module(module)

@@ -175,3 +175,38 @@ def test_hooks_and_connection_settings(
     hook.close()
     mns_hook.close()
     _assert_clean_logs(caplog)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # FC's SignatureNotMatch quotes the canonical request, the token's header line included
+        json.dumps(
+            {
+                "Code": "SignatureNotMatch",
+                "Message": f"StringToSign: GET\n\nx-acs-date:2024\nx-acs-security-token:{TOKEN}\n"
+                f"authorization: acs STS.key-id:{SECRET}",
+            }
+        ).encode(),
+        # MNS XML, and a body that is not an error document at all (a proxy echoing the request headers)
+        f"<Error><Code>SignatureDoesNotMatch</Code><Message>security-token:{TOKEN}</Message></Error>".encode(),
+        f"bad gateway: x-acs-security-token: {TOKEN} x-mns-security-token={TOKEN}".encode(),
+    ],
+    ids=["fc_json", "mns_xml", "text"],
+)
+def test_a_server_that_quotes_the_token_does_not_put_it_in_the_error(
+    server: str, caplog: pytest.LogCaptureFixture, body: bytes
+) -> None:
+    """Issue 13 item 6: whatever the server quotes, FcAuthError and the Airflow exception carry no credential."""
+    from airflow_fc_async.operators._base import airflow_error
+
+    caplog.set_level(logging.DEBUG)
+    _Handler.replies += [(403, body)]
+    fc = FcClient(server, Credentials("STS.key-id", SECRET, TOKEN), retry=FAST)
+    with fc, pytest.raises(FcAuthError) as err:
+        fc.get_async_task("fn", "t1")
+    wrapped = airflow_error(err.value, "Reading FC async task t1")
+    for text in (str(err.value), repr(err.value), err.value.message, repr(err.value.args), str(wrapped)):
+        assert not _leaks(text), text
+        assert "***" in text
+    _assert_clean_logs(caplog)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -109,7 +110,7 @@ def test_deferrable_with_an_ended_task_never_defers() -> None:
 
 
 def _event(status: str, **extra: object) -> dict[str, object]:
-    return {"status": status, "async_task_id": "t1", "function_name": "fn", "lines": [], **extra}
+    return {"status": status, "async_task_id": "t1", "function_name": "fn", "lines_logged": 0, **extra}
 
 
 def test_execute_complete_paths() -> None:
@@ -134,3 +135,23 @@ def test_soft_fail_applies_after_deferral() -> None:
     s = sensor(hook, soft_fail=True)
     with pytest.raises(AirflowSkipException):
         s.resume_execution("execute_complete", {"event": _event("timeout")}, context())
+
+
+def test_reschedule_pokes_log_each_line_once_across_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each poke of a reschedule-mode sensor is a new process (a new sensor object): the progress already logged
+    in this try comes from the task state store, so the try's log tells each status change once."""
+    from tests.unit._fc_fakes import FakeStore
+
+    store = FakeStore()
+    reads = ["Enqueued", "Running", "Running", "Succeeded"]
+    for status in reads:
+        hook = FakeHook()
+        hook.script("t1", status)
+        sensor(hook, mode="reschedule").poke(context(store=store))
+    out = capsys.readouterr().out
+    assert len(re.findall(r"FC task t1: Enqueued(?! ->)", out)) == 1, out  # the first status, told once
+    assert out.count("Enqueued -> Running") == 1 and out.count("Running -> Succeeded") == 1
+    hook = FakeHook()
+    hook.script("t1", "Succeeded")
+    sensor(hook, mode="reschedule").poke(context(try_number=2, store=store))  # a new try tells it anew
+    assert "Succeeded" in capsys.readouterr().out

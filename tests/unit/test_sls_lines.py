@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_fc_async.core.function_logs import LogCursor, cap_lines, function_topic, log_config_of
+from airflow_fc_async.core.function_logs import LogCursor, function_topic, log_config_of
 from airflow_fc_async.core.models import AsyncTask
 
 RID = "1-aaaaaaaa-bbbbbbbb-cccccccccccc"
@@ -158,14 +158,6 @@ def test_any_page_split_gives_every_line_once_in_order(cuts: list[int], page: in
         out += replay(c, rows[:visible], page)
     out += replay(c, rows, page)
     assert out == [f"[attempt 1] {r['message']}" for r in rows]
-
-
-def test_cap_lines_keeps_the_tail_and_says_so() -> None:
-    lines = [f"l{i}" for i in range(10)]
-    assert cap_lines(lines, max_lines=20) == lines
-    capped = cap_lines(lines, max_lines=3)
-    assert capped[1:] == ["l7", "l8", "l9"] and capped[0].startswith("... 7 earlier lines")
-    assert cap_lines(["x" * 10] * 5, max_chars=25)[1:] == ["x" * 10] * 2
 
 
 def test_log_config_of_get_function() -> None:

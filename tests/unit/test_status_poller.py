@@ -150,6 +150,7 @@ class ListClient:
     pages: int = 0
     error: Exception | None = None
     closed: int = 0
+    gate: asyncio.Event | None = None
 
     def __init__(
         self, endpoint: str = "http://fc.test", credentials: Credentials | None = None, **kw: Any
@@ -164,6 +165,8 @@ class ListClient:
         size = kwargs["page_size"]
 
         async def pages() -> AsyncIterator[AsyncTask]:
+            if ListClient.gate is not None:
+                await ListClient.gate.wait()
             if ListClient.error is not None:
                 raise ListClient.error
             listed = [t for t in ListClient.tasks if t.started_time and t.started_time.timestamp() >= begin]
@@ -189,6 +192,7 @@ async def poller_gone() -> int:
 @pytest.fixture
 def client() -> ListClient:
     ListClient.tasks, ListClient.pages, ListClient.error, ListClient.closed = [], 0, None, 0
+    ListClient.gate = None
     reset_pollers()
     return ListClient()
 
@@ -233,3 +237,28 @@ async def test_a_list_error_leaves_every_trigger_on_its_own_reads(client: ListCl
         assert x is not None
         x.close()
     assert await poller_gone() == 1  # woken from its pause when the last watcher left
+
+
+async def test_watchers_who_join_after_all_left_during_a_scan_are_still_served(client: ListClient) -> None:
+    """Under load a scan is slow: every watcher may leave during it and new ones join right after. The poller
+    lost the leavers' wake-up and paused for ever on the empty board (P1 at scale 1: one scan in all)."""
+    ListClient.gate = asyncio.Event()
+    first = [atask(f"a{i}", started=T0 + i) for i in range(2)]
+    ListClient.tasks = first
+    old = [await watch_task(client, "fn", t, WAIT) for t in first]  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)  # the poller's scan waits at the gate
+    for w in old:
+        assert w is not None
+        w.close()
+    ListClient.gate.set()
+    await asyncio.sleep(0.05)  # the scan ends on an empty board
+    later = [atask(f"b{i}", started=T0 + 10 + i) for i in range(2)]
+    new = [await watch_task(client, "fn", t, WAIT) for t in later]  # type: ignore[arg-type]
+    ListClient.tasks = [
+        atask(t.task_id, "Succeeded", events=3, started=T0 + 10 + i) for i, t in enumerate(later)
+    ]
+    got = await asyncio.gather(*(w.next(5.0) for w in new if w is not None))
+    assert [t.status.value if t else None for t in got] == ["Succeeded", "Succeeded"]
+    for w in new:
+        assert w is not None
+        w.close()

@@ -53,8 +53,9 @@ async def test_success_yields_one_event_with_the_new_lines() -> None:
     assert len(evs) == 1
     ev = evs[0]
     assert ev["status"] == "success" and ev["async_task_id"] == "t1"
-    assert ev["lines"] == ["Enqueued -> Running", "Running -> Succeeded"]
+    assert ev["lines_logged"] == 2 and "lines" not in ev  # logged live in the triggerer, not carried
     assert "returnPayload" not in ev["task"] and "taskPayload" not in ev["task"]  # the event stays small
+    assert "events" not in ev["task"] and ev["task"]["taskId"] == "t1"
     assert ev["progress"]["last_status"] == "Succeeded"
     assert hook.count("aclose") == 1  # the session is released by run() itself
 
@@ -75,7 +76,20 @@ async def test_failure_event_carries_the_error() -> None:
     (ev,) = await events(make(hook))
     assert ev["status"] == "failure"
     assert ev["task"]["taskErrorMessage"] == "Function timed out"
-    assert ev["lines"] == ["Failed: Function timed out"]
+    assert ev["lines_logged"] == 1
+
+
+async def test_the_event_stays_small_for_a_long_story() -> None:
+    """Many FC events and a long error: the event holds ids, statuses and counts (Airflow logs it whole)."""
+    hook = FakeHook()
+    story = [
+        {"eventId": i, "status": "Retrying", "timestamp": 1000 + i, "eventDetail": "x" * 200}
+        for i in range(30)
+    ]
+    hook.script("t1", task("t1", "Failed", taskErrorMessage="E" * 5000, events=story, taskPayload="p" * 9000))
+    (ev,) = await events(make(hook))
+    assert len(json.dumps(ev)) < 1200, ev
+    assert ev["task"]["taskErrorMessage"].startswith("EEEE") and ev["task_status"] == "Failed"
 
 
 async def test_transient_errors_are_retried_not_fatal() -> None:

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_fc_async.core.waiting import Deadline, WaitPolicy, coerce_seconds
+from airflow_fc_async.core.durations import coerce_seconds
+from airflow_fc_async.core.waiting import Deadline, WaitPolicy
 
 
 def simulate(policy: WaitPolicy, duration: float) -> tuple[int, float]:
@@ -74,3 +75,28 @@ def test_coerce_seconds() -> None:
         coerce_seconds("poll_interval", "10")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_wait"):
         coerce_seconds("max_wait", 0)
+
+
+def test_behind_push_is_a_slower_schedule_with_the_same_cap_and_deadline() -> None:
+    base = WaitPolicy.for_poll_interval(15.0, max_wait=600)
+    push = base.behind_push()
+    assert push.max_interval == 15.0 and push.max_wait == 600
+    assert push.delay(0, 0) == 4.0 > base.delay(0, 0)
+    for elapsed in (1.0, 5.0, 20.0, 100.0, 1000.0):
+        assert push.delay(elapsed, 1) >= base.delay(elapsed, 1)
+    assert push.delay(10.0, 1) == 4.0  # 40% of the age
+    assert push.max_reads(60) < base.max_reads(60)
+
+
+def test_behind_push_keeps_a_small_poll_interval() -> None:
+    push = WaitPolicy.for_poll_interval(0.5).behind_push()
+    assert push.min_interval == push.max_interval == push.first_delay == 0.5 and push.delay(100, 3) == 0.5
+
+
+def test_a_shared_scan_behind_push_stays_within_the_p1_lag_goal() -> None:
+    """The fleet's tick behind push (status_board.FleetPolicy.tick_policy): at most max(1 s, 5% of the age)."""
+    from airflow_fc_async.core.status_board import FleetPolicy
+
+    tick = FleetPolicy().tick_policy(WaitPolicy.for_poll_interval(15.0).behind_push())
+    for age in (0.5, 5.0, 19.0, 60.0, 300.0):
+        assert tick.delay(age, 1) <= max(1.0, 0.05 * age)
