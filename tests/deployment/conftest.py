@@ -46,42 +46,54 @@ def count(name: str, right: int, total: int) -> None:
     SUMMARY[name][1] += total
 
 
-EXITS: list[float] = []
-"""Seconds from "Pausing task as DEFERRED" (task log) to the worker's "Workload finished" of that process."""
+EXITS: list[tuple[float, float]] = []
+"""Per deferral exit: seconds from "Pausing task as DEFERRED" to the task process's last line ("::endgroup::",
+after the defer and extra-link calls through the supervisor), and from there to the worker's "Workload finished"
+(the process's exit and the supervisor's wrap-up)."""
 
 
-def deferral_exits(home: Path) -> list[float]:
+def deferral_exits(home: Path) -> list[tuple[float, float]]:
     """Every deferral exit of the deployment, from the task logs and the workers' supervisor lines."""
     from datetime import datetime
 
     def epoch(stamp: str) -> float:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
-    pauses: list[tuple[str, float]] = []
+    pauses: list[tuple[str, float, float]] = []
     for path in (home / "logs").glob("dag_id=*/**/attempt=*.log"):
+        paused: tuple[str, float] | None = None
         for line in path.read_text(errors="replace").splitlines():
             if "Pausing task as DEFERRED" in line:
                 rec = json.loads(line)
-                pauses.append((rec["ti_id"], epoch(rec["timestamp"])))
+                paused = (rec["ti_id"], epoch(rec["timestamp"]))
+            elif paused and '"::endgroup::"' in line:
+                pauses.append((*paused, epoch(json.loads(line)["timestamp"])))
+                paused = None
     finished: dict[str, list[float]] = {}
     for worker in WORKERS:
         for line in (home / f"proc-{worker}.log").read_text(errors="replace").splitlines():
             if "Workload finished" in line and (match := re.search(r"workload_id=(\S+)", line)):
                 finished.setdefault(match.group(1), []).append(epoch(line.split()[0]))
     out = []
-    for ti_id, paused in pauses:
-        after = [t for t in finished.get(ti_id, []) if t >= paused]
+    for ti_id, paused_at, last_line in pauses:
+        after = [t for t in finished.get(ti_id, []) if t >= paused_at]
         if after:
-            out.append(min(after) - paused)
-    return sorted(out)
+            out.append((last_line - paused_at, min(after) - last_line))
+    return out
+
+
+def _spread(values: list[float]) -> str:
+    values = sorted(values)
+    n = len(values)
+    return f"p50 {values[n // 2]:.2f} s, p90 {values[int(n * 0.9)]:.2f} s, max {values[-1]:.2f} s"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if EXITS:
-        n = len(EXITS)
         terminalreporter.write_line(
-            f"deployment: {n} deferral exits (Pausing task as DEFERRED -> Workload finished): "
-            f"p50 {EXITS[n // 2]:.2f} s, p90 {EXITS[int(n * 0.9)]:.2f} s, max {EXITS[-1]:.2f} s"
+            f"deployment: {len(EXITS)} deferral exits (Pausing task as DEFERRED -> Workload finished): "
+            f"{_spread([a + b for a, b in EXITS])}; of which the calls up to the task's last line "
+            f"{_spread([a for a, _ in EXITS])}, the process exit after it {_spread([b for _, b in EXITS])}"
         )
     if not any(total for _, total in SUMMARY.values()):
         return
