@@ -173,6 +173,10 @@ def dep() -> Iterator[Deployment]:
             # A worker's calls to the api-server (one uvicorn worker here) time out after 5 s by default: on a
             # loaded 2-core machine that failed tasks before they started ("ReadTimeout", executor event failed).
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+            # A worker's supervisor notices its task process's exit only at its next heartbeat tick when the
+            # process closed its sockets just before it could be reaped (tests/repro/defer_exit_race.py): up to
+            # 5 s by default, and a deferral exit that slow widens Airflow's defer-exit race. 1 s bounds it.
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         }
         dag_ids = [
             "dep_fc_mapped",

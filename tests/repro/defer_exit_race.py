@@ -5,6 +5,13 @@
 ``repro_defer_exit_slow`` (it lingers 6 s) ``--runs`` times each, one run at a time, and prints per DAG how many
 runs failed and how many of the scheduler's "finished with state success, but the task instance's state
 attribute is ..." lines the scheduler log has. Upstream: apache/airflow#66374, #67287, #71580, #72716.
+
+It also prints, per DAG, each task process's "exit gap": seconds from the task's last log line (its final
+"::endgroup::") to the supervisor's "Workload finished", for the deferral step and the resumed step apart. On
+Airflow 3.3.2 about half of these gaps are 5 s, ``[workers] min_heartbeat_interval``: the child closes its
+sockets just before it becomes reapable; the supervisor, seeing every socket closed and ``waitpid(WNOHANG)``
+still empty, sleeps in ``select()`` on an empty selector until its next heartbeat tick
+(``supervisor.py`` ``_monitor_subprocess``). ``--min-heartbeat-interval 1`` shows the bound moving with it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import json
 import re
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from tests.airflow_processes import deployment
@@ -21,15 +29,54 @@ from tests.airflow_processes import deployment
 HERE = Path(__file__).resolve().parent
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 RACE = re.compile(r"finished with state success, but the task instance's state attribute is (\w+)")
+FINISHED = re.compile(r"^(\S+) .*Workload finished.*final_state=(\w+).*workload_id=(\S+)")
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def exit_gaps(home: Path, dag_id: str) -> dict[str, list[float]]:
+    """``final_state -> [gap, ...]``: the task's last line to its supervisor's "Workload finished"."""
+    steps: dict[str, list[float]] = {}
+    """ti_id -> each step's last line: the step's last "::endgroup::" (a step starts at "::group::Pre Execute")."""
+    for path in (home / "logs" / f"dag_id={dag_id}").glob("**/attempt=*.log"):
+        ends: list[float] = []
+        for line in path.read_text(errors="replace").splitlines():
+            if '"::group::Pre Execute"' in line:
+                ends.append(0.0)
+            elif '"::endgroup::"' in line and ends:
+                rec = json.loads(line)
+                ends[-1] = _epoch(rec["timestamp"])
+                steps[rec["ti_id"]] = ends
+    finished: dict[str, list[tuple[float, str]]] = {}
+    for log in home.glob("proc-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if (m := FINISHED.match(line)) and m.group(3) in steps:
+                finished.setdefault(m.group(3), []).append((_epoch(m.group(1)), m.group(2)))
+    gaps: dict[str, list[float]] = {}
+    for ti_id, reports in finished.items():
+        for last_line, (done, state) in zip(steps[ti_id], sorted(reports), strict=False):
+            gaps.setdefault(state, []).append(round(done - last_line, 2))
+    return {state: sorted(values) for state, values in gaps.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--fast-only", action="store_true", help="only the DAG whose process exits at once")
+    parser.add_argument(
+        "--min-heartbeat-interval", type=int, help="[workers] min_heartbeat_interval (default 5)"
+    )
     args = parser.parse_args()
-    dags = ("repro_defer_exit_fast", "repro_defer_exit_slow")
+    dags = (
+        ("repro_defer_exit_fast",) if args.fast_only else ("repro_defer_exit_fast", "repro_defer_exit_slow")
+    )
+    env = {}
+    if args.min_heartbeat_interval is not None:
+        env["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] = str(args.min_heartbeat_interval)
     results = {}
-    with deployment([HERE / "dags"], json.dumps({"conn_type": "generic"}), PROCESSES, dags) as cluster:
+    with deployment([HERE / "dags"], json.dumps({"conn_type": "generic"}), PROCESSES, dags, env) as cluster:
         for dag_id in dags:
             cluster.unpause(dag_id)
             log = cluster.log_path("scheduler")
@@ -52,6 +99,7 @@ def main() -> None:
                 "scheduler_race_lines": len(found),
                 "states_seen": sorted(set(found)),
                 "seconds": round(time.monotonic() - t0, 1),
+                "exit_gaps": exit_gaps(cluster.home, dag_id),
             }
             print(f"[repro] {dag_id}: {results[dag_id]}", flush=True)
     print(json.dumps(results, indent=2))
