@@ -187,6 +187,12 @@ def _give_back(key: Key, claim: ClaimedRecord) -> None:
                 dispatch.handle_back(claim.record.request_id, claim.receipt_handle)
 
 
+def give_back_claim(client: MnsClient | AsyncMnsClient, claim: ClaimedRecord) -> None:
+    """A claim its taker will not use (a record signal closed before its record was stored): the next waiter of
+    this process for that request id gets its live receipt handle, so the stored record's message can be deleted."""
+    _give_back(receiver_key(client, claim.queue), claim)
+
+
 def _hit_claim(dispatch: QueueDispatch, hit: Any, queue: str, waiter: Waiter) -> ClaimedRecord:
     """The claim of a waiter that registered after this process had handed its record over already: with the
     handle an earlier waiter never took, if there is one (else the message is deleted when seen)."""

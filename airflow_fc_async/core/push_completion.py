@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow_fc_async.core.destination_receiver import (
     ClaimedRecord,
     aclaim_destination_record,
+    give_back_claim,
     watch_destination_record,
 )
 from airflow_fc_async.core.endpoints import parse_mns_queue_arn
@@ -195,7 +196,9 @@ class AsyncRecordSignal:
         self.request_id = request_id
         self.record: DestinationRecord | None = None
         self.claim: ClaimedRecord | None = None
-        """The record taken from ``claim_queue`` (held for ``hold_seconds``): the caller stores it, then acks."""
+        """The record taken from ``claim_queue`` (held for ``hold_seconds``): the caller takes it
+        (:meth:`take_claim`), stores it, then acks; one not taken goes back to the dispatch at :meth:`aclose`."""
+        self._client = client
         self._event = asyncio.Event()
         wait = min(LONGEST_WAIT, timeout) if timeout is not None else LONGEST_WAIT
         loop = asyncio.get_running_loop()
@@ -261,12 +264,20 @@ class AsyncRecordSignal:
             await job
         return None, True
 
+    def take_claim(self) -> ClaimedRecord | None:
+        """The claim, now the caller's to store and ack (None: none was taken from ``claim_queue``)."""
+        claim, self.claim = self.claim, None
+        return claim
+
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.claim is not None:  # never taken: a later claim of this request id gets the live handle
+            give_back_claim(self._client, self.claim)
+            self.claim = None
 
 
 class RecordSignal:

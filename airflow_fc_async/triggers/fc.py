@@ -345,7 +345,9 @@ class FcAsyncTaskTrigger(BaseTrigger):
             return {"claim": None, "reason": "the task has no request id"}
         if push is not None:
             if push.claim is not None and push.claim.record.request_id == request_id:
-                return self._claim_event(push.claim)
+                claim = push.take_claim()
+                if claim is not None:
+                    return self._claim_event(claim)
             await push.aclose()  # its waiter on this queue would take the receipt handle from the claim below
         if task.destination_status == "Failed":
             return {

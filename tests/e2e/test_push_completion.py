@@ -196,3 +196,38 @@ def op_reads_bound(elapsed: float) -> int:
         reads += 1
         t += policy.delay(t, reads)
     return reads
+
+
+def test_a_signal_closed_with_its_claim_hands_the_handle_to_the_next_waiter(fc_conn: Any) -> None:
+    """The trigger closes its record signal when the record came before the terminal status (the status read
+    lagged), then claims the record again for its event: that claim must carry the live receipt handle, or the
+    worker cannot delete the stored record's message (held 900 s: left in the queue; R8 in CI, 3 of 30)."""
+    from airflow_fc_async.core.destination_receiver import aclaim_destination_record
+    from airflow_fc_async.core.fc import AsyncFcClient
+    from airflow_fc_async.core.mns import AsyncMnsClient
+    from airflow_fc_async.core.push_completion import AsyncRecordSignal, apush_route
+
+    function, queue = _deploy(fc_conn)
+    _, request_id, _ = _invoke(fc_conn, function, {"sleep": 0})
+
+    async def scenario() -> Any:
+        async with AsyncFcClient(fc_conn.endpoint, fc_conn.credentials) as fc:
+            route = await apush_route(fc, function)
+        assert route is not None
+        async with AsyncMnsClient(fc_conn.endpoint, fc_conn.credentials) as mns:
+            signal = AsyncRecordSignal(
+                mns, route, request_id, function_name=function, claim_queue=queue, hold_seconds=900
+            )
+            assert await signal.wait(60)
+            assert signal.claim is not None and signal.claim.receipt_handle
+            await signal.aclose()  # not taken: its handle goes back to the process's dispatch
+            return await aclaim_destination_record(
+                mns, queue, request_id, timeout=10, hold_seconds=900, function_name=function
+            )
+
+    claim = asyncio.run(scenario())
+    assert claim is not None and claim.record.request_id == request_id
+    assert claim.receipt_handle  # the live handle (before the fix: None, and the message stayed hidden 900 s)
+    with MnsClient(fc_conn.endpoint, fc_conn.credentials) as mns:
+        mns.delete_message(queue, claim.receipt_handle)
+        assert mns.peek_messages(queue) == []
