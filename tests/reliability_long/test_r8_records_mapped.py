@@ -13,16 +13,34 @@ import ast
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from airflow_fc_async.core.mns import MnsClient
-from tests.airflow_processes import fc_tasks
+from tests.airflow_processes import deployment, fc_tasks
 
-from .conftest import AirflowCluster
+from .conftest import HERE, PROCESSES, AirflowCluster
 
 DAG_ID = "rel_fc_records"
+
+
+@pytest.fixture(scope="module")
+def airflow_cluster(rel_emulator: Any) -> Iterator[AirflowCluster]:
+    """The deployment of the other long tests, with the README's setting against Airflow's defer-exit race:
+    ``[workers] min_heartbeat_interval`` 1 s (a slow deferral exit is the supervisor's 5 s heartbeat tick; at a
+    load of 15 a task's deferral and its retry were both failed by the race, so the run failed)."""
+    with deployment(
+        [HERE / "dags"],
+        rel_emulator.connection_json(),
+        PROCESSES,
+        (DAG_ID,),
+        {"AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1"},
+    ) as cluster:
+        yield cluster
+
+
 QUEUE = "rel-records"
 TASKS = 30
 
