@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
@@ -28,6 +29,7 @@ _STATUS_RECHECK = 5.0  # while waiting for a record, re-read destinationStatus t
 _NOT_DELIVERED = "FC reports destinationStatus Failed: it did not deliver the record"
 
 
+@dataclass(frozen=True)
 class DestinationRecordWait:
     """Find, store and acknowledge the destination record of one ended task.
 
@@ -39,22 +41,12 @@ class DestinationRecordWait:
     :param destination_failed: whether FC now reports ``destinationStatus`` Failed (False when it cannot tell).
     """
 
-    def __init__(
-        self,
-        queue: str,
-        *,
-        timeout: float,
-        required: bool,
-        fc_conn_id: str,
-        log: Any,
-        destination_failed: Callable[[], bool],
-    ) -> None:
-        self.queue = queue
-        self.timeout = timeout
-        self.required = required
-        self.fc_conn_id = fc_conn_id
-        self.log = log
-        self.destination_failed = destination_failed
+    queue: str
+    timeout: float
+    required: bool
+    fc_conn_id: str
+    log: Any
+    destination_failed: Callable[[], bool]
 
     def record(self, context: Any, ref: TaskRef, task: AsyncTask, event: Any = None) -> dict[str, Any] | None:
         """The task's record (None when none came). ``event``: what the trigger found (deferrable mode).

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_fc_async.core.errors import FcError
 
@@ -21,7 +22,20 @@ if TYPE_CHECKING:
     from airflow_fc_async.hooks.fc import FcHook
     from airflow_fc_async.operators.outcome import TaskRef
 
-__all__ = ["FunctionLogStreamer", "TaskFollower"]
+__all__ = ["FunctionLogStreamer", "LogSettings", "TaskFollower"]
+
+
+class LogSettings(Protocol):
+    """What ``stream_logs`` reads of an operator or sensor: where the logs are, how long to drain, the logger."""
+
+    @property
+    def log(self) -> Any: ...
+    @property
+    def log_project(self) -> str | None: ...
+    @property
+    def log_store(self) -> str | None: ...
+    @property
+    def log_wait(self) -> float: ...
 
 
 class FunctionLogStreamer:
@@ -40,33 +54,25 @@ class FunctionLogStreamer:
         self.errors = 0
 
     @classmethod
-    def open(
-        cls,
-        hook: FcHook,
-        log: Any,
-        ref: TaskRef,
-        *,
-        log_project: str | None,
-        log_store: str | None,
-        wait: float,
-    ) -> FunctionLogStreamer | None:
-        """A streamer, or None (after one warning) when the function's logs cannot be located."""
+    def open(cls, hook: FcHook, ref: TaskRef, owner: LogSettings) -> FunctionLogStreamer | None:
+        """A streamer of ``ref``'s logs with ``owner``'s settings and logger, or None (after one warning) when
+        the function's logs cannot be located."""
         try:
             cursor = hook.function_log_cursor(
                 ref.function_name,
                 ref.request_id,
                 qualifier=ref.qualifier,
-                log_project=log_project,
-                log_store=log_store,
+                log_project=owner.log_project,
+                log_store=owner.log_store,
             )
         except FcError as err:
-            log.warning(
+            owner.log.warning(
                 "Function logs of %s will not be shown: reading its logConfig failed: %s",
                 ref.function_name,
                 err,
             )
             return None
-        return None if cursor is None else cls(hook, log, cursor, wait)
+        return None if cursor is None else cls(hook, owner.log, cursor, owner.log_wait)
 
     def read(self, task: AsyncTask | None) -> list[str]:
         try:
@@ -93,6 +99,7 @@ class FunctionLogStreamer:
             self.log.info("Function logs: the last attempt's End line did not appear within %g s", self.wait)
 
 
+@dataclass
 class TaskFollower:
     """Follows one task in this process: reads it, logs what changed, waits between reads.
 
@@ -105,26 +112,14 @@ class TaskFollower:
     :param check: called before and after every sleep and at the end; raises when the wait must stop (a kill).
     """
 
-    def __init__(
-        self,
-        ref: TaskRef,
-        *,
-        read: Callable[[], AsyncTask],
-        sleep: Callable[[float], object],
-        log: Any,
-        tracker: ProgressTracker,
-        read_error: Callable[[FcError], Exception],
-        logs: FunctionLogStreamer | None = None,
-        check: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.ref = ref
-        self.read = read
-        self.sleep = sleep
-        self.log = log
-        self.tracker = tracker
-        self.read_error = read_error
-        self.logs = logs
-        self.check = check
+    ref: TaskRef
+    read: Callable[[], AsyncTask]
+    sleep: Callable[[float], object]
+    log: Any
+    tracker: ProgressTracker
+    read_error: Callable[[FcError], Exception]
+    logs: FunctionLogStreamer | None = None
+    check: Callable[[], None] = lambda: None
 
     def read_once(
         self, transient: str = "Transient error reading FC task %s, will retry: %s"

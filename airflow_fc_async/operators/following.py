@@ -18,13 +18,12 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_fc_async.core.errors import FUNCTION_MISSING_CODES, FcError, FcNotFoundError
 from airflow_fc_async.operators.outcome import (
-    MAX_RESULT_BYTES,
     STATE_KEY,
     TaskEvent,
     TaskRef,
     airflow_error,
     failure_message,
-    short_payload,
+    log_success,
     task_result,
 )
 
@@ -142,7 +141,7 @@ class FcAsyncTaskMixin:
 
         event = self._fc_kill_event or threading.Event()
         return TaskFollower(
-            ref,
+            ref=ref,
             read=lambda: self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier),
             sleep=event.wait,
             log=self.log,
@@ -230,14 +229,7 @@ class FcAsyncTaskMixin:
         if self.stream_logs:
             from airflow_fc_async.operators.follower import FunctionLogStreamer
 
-            self._fc_logs = FunctionLogStreamer.open(
-                self.hook,
-                self.log,
-                ref,
-                log_project=self.log_project,
-                log_store=self.log_store,
-                wait=self.log_wait,
-            )
+            self._fc_logs = FunctionLogStreamer.open(self.hook, ref, self)
         return self._fc_logs
 
     def _defer_to_trigger(
@@ -339,35 +331,9 @@ class FcAsyncTaskMixin:
         record = self.destination_record(context, ref, task)
         if task.is_successful:
             result = task_result(task, record)
-            if result.get("return_payload_truncated"):
-                self.log.warning(
-                    "The return payload of FC task %s is larger than %d bytes: left out of XCom",
-                    task.task_id,
-                    MAX_RESULT_BYTES,
-                )
-            cut = [
-                k
-                for k in ("responsePayload", "requestPayload")
-                if (result["destination_record"] or {}).get(f"{k}_truncated")
-            ]
-            if cut:
-                self.log.warning(
-                    "The XCom result of FC task %s would exceed %d bytes: %s of its destination record left out",
-                    task.task_id,
-                    MAX_RESULT_BYTES,
-                    " and ".join(cut),
-                )
-            self.log.info("FC task %s succeeded (request id %s)", task.task_id, task.request_id)
-            if task.return_payload:
-                self.log.info("FC task %s returned: %s", task.task_id, short_payload(task.return_payload))
+            log_success(self.log, task, result)
             return result
-        message = failure_message(ref, task, self.console_url(ref))
-        if record is not None:
-            from airflow_fc_async.core.destinations import format_failure_message
-            from airflow_fc_async.core.models import DestinationRecord
-
-            message += " Destination record: " + format_failure_message(DestinationRecord.from_json(record))
-        raise AirflowException(message)
+        raise AirflowException(failure_message(ref, task, self.console_url(ref), record))
 
     def destination_record(self, context: Any, ref: TaskRef, task: AsyncTask) -> dict[str, Any] | None:
         """The task's destination record from ``destination_queue`` (None when no queue is set or none came);
@@ -378,7 +344,7 @@ class FcAsyncTaskMixin:
         from airflow_fc_async.operators.destination_record import DestinationRecordWait
 
         wait = DestinationRecordWait(
-            self.destination_queue,
+            queue=self.destination_queue,
             timeout=float(self.destination_timeout),
             required=self.destination_required,
             fc_conn_id=self.fc_conn_id,

@@ -34,6 +34,7 @@ __all__ = [
     "airflow_error",
     "failure_message",
     "fit_destination_record",
+    "log_success",
     "short_payload",
     "task_result",
 ]
@@ -167,10 +168,45 @@ def short_payload(payload: str) -> str:
     return truncate(" ".join(payload.split()), _RETURN_LOG_CHARS)
 
 
-def failure_message(ref: TaskRef, task: AsyncTask, console_url: str) -> str:
-    """The one message of a task that ended without success."""
-    return (
+def failure_message(
+    ref: TaskRef, task: AsyncTask, console_url: str, destination_record: dict[str, Any] | None = None
+) -> str:
+    """The one message of a task that ended without success (quoting its destination record when one came)."""
+    message = (
         f"FC async task {task.task_id} of function {ref.function_name} (qualifier {ref.qualifier}, "
         f"request id {task.request_id or ref.request_id or 'unknown'}) ended {task.status.value}: "
         f"{task.error_message or 'no error message'}. Console: {console_url}"
     )
+    if destination_record is not None:
+        from airflow_fc_async.core.destinations import format_failure_message
+        from airflow_fc_async.core.models import DestinationRecord
+
+        message += " Destination record: " + format_failure_message(
+            DestinationRecord.from_json(destination_record)
+        )
+    return message
+
+
+def log_success(log: Any, task: AsyncTask, result: dict[str, Any]) -> None:
+    """The task log's lines of a succeeded task: what :func:`task_result` left out, the end, the returned value."""
+    if result.get("return_payload_truncated"):
+        log.warning(
+            "The return payload of FC task %s is larger than %d bytes: left out of XCom",
+            task.task_id,
+            MAX_RESULT_BYTES,
+        )
+    cut = [
+        k
+        for k in ("responsePayload", "requestPayload")
+        if (result["destination_record"] or {}).get(f"{k}_truncated")
+    ]
+    if cut:
+        log.warning(
+            "The XCom result of FC task %s would exceed %d bytes: %s of its destination record left out",
+            task.task_id,
+            MAX_RESULT_BYTES,
+            " and ".join(cut),
+        )
+    log.info("FC task %s succeeded (request id %s)", task.task_id, task.request_id)
+    if task.return_payload:
+        log.info("FC task %s returned: %s", task.task_id, short_payload(task.return_payload))

@@ -161,17 +161,7 @@ class FcAsyncTaskSensor(BaseSensorOperator):
             from airflow_fc_async.operators.outcome import TaskRef
 
             ref = TaskRef(self.function_name, self.qualifier, self.async_task_id, task.request_id)
-            self._logs = (
-                FunctionLogStreamer.open(
-                    self.hook,
-                    self.log,
-                    ref,
-                    log_project=self.log_project,
-                    log_store=self.log_store,
-                    wait=self.log_wait,
-                )
-                or False
-            )
+            self._logs = FunctionLogStreamer.open(self.hook, ref, self) or False
             if self._logs is False:
                 return
 
