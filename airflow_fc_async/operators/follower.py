@@ -28,14 +28,12 @@ __all__ = ["FunctionLogStreamer", "LogSettings", "TaskFollower"]
 class LogSettings(Protocol):
     """What ``stream_logs`` reads of an operator or sensor: where the logs are, how long to drain, the logger."""
 
+    log_project: str | None
+    log_store: str | None
+    log_wait: float
+
     @property
-    def log(self) -> Any: ...
-    @property
-    def log_project(self) -> str | None: ...
-    @property
-    def log_store(self) -> str | None: ...
-    @property
-    def log_wait(self) -> float: ...
+    def log(self) -> Any: ...  # a property of Airflow's LoggingMixin
 
 
 class FunctionLogStreamer:
