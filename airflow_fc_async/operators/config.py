@@ -79,7 +79,7 @@ class FcAsyncInvokeConfigOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any] | None:
         from airflow_fc_async.core.errors import FcError
         from airflow_fc_async.hooks.fc import FcHook
-        from airflow_fc_async.operators._base import airflow_error
+        from airflow_fc_async.operators.outcome import airflow_error
 
         hook = FcHook(fc_conn_id=self.fc_conn_id)
         try:

@@ -17,7 +17,8 @@ from airflow_fc_async import compat
 from airflow_fc_async.core.durations import coerce_seconds
 from airflow_fc_async.core.errors import FcError, FcNotFoundError, FcValidationError, task_id_in_use
 from airflow_fc_async.links import FcAsyncTaskLink
-from airflow_fc_async.operators._base import STATE_KEY, FcAsyncTaskMixin, TaskRef, airflow_error
+from airflow_fc_async.operators.following import FcAsyncTaskMixin
+from airflow_fc_async.operators.outcome import STATE_KEY, TaskRef, airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context

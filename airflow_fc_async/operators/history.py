@@ -87,7 +87,7 @@ class FcListAsyncTasksOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_fc_async.core.errors import FcError
         from airflow_fc_async.hooks.fc import FcHook
-        from airflow_fc_async.operators._base import airflow_error
+        from airflow_fc_async.operators.outcome import airflow_error
 
         anchor = context.get("data_interval_end") or context.get("logical_date")
         after = resolve_time("started_after", self.started_after, anchor)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_fc_async.core.errors import FcError, FcValidationError
-from airflow_fc_async.operators._base import airflow_error
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
+from airflow_fc_async.operators.outcome import airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context

@@ -10,7 +10,8 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 
 from airflow_fc_async.core.durations import coerce_seconds
 from airflow_fc_async.core.errors import FcError, FcInvalidArgumentError
-from airflow_fc_async.operators._base import FcAsyncTaskMixin, TaskRef, airflow_error
+from airflow_fc_async.operators.following import FcAsyncTaskMixin
+from airflow_fc_async.operators.outcome import TaskRef, airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -91,7 +92,7 @@ class FcStopAsyncTaskOperator(FcAsyncTaskMixin, BaseOperator):
         self._start_following(ref)
         tracker = ProgressTracker()
         tracker.update(task)
-        final = self._wait_blocking(ref, tracker)
+        final = self._wait_blocking(ref, self._follower(ref, tracker))
         self.log.info("FC task %s is %s", ref.task_id, final.status.value)
         return final.summary()
 

@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
-    AirflowException,
     AirflowFailException,
     BaseSensorOperator,
     PokeReturnValue,
@@ -158,21 +157,11 @@ class FcAsyncTaskSensor(BaseSensorOperator):
         if not self.stream_logs or self._logs is False:
             return
         if self._logs is None:
-            from airflow_fc_async.operators._base import FunctionLogStreamer
+            from airflow_fc_async.operators.follower import FunctionLogStreamer
+            from airflow_fc_async.operators.outcome import TaskRef
 
-            self._logs = (
-                FunctionLogStreamer.open(
-                    self.hook,
-                    self.log,
-                    function_name=self.function_name,
-                    qualifier=self.qualifier,
-                    request_id=task.request_id,
-                    log_project=self.log_project,
-                    log_store=self.log_store,
-                    wait=self.log_wait,
-                )
-                or False
-            )
+            ref = TaskRef(self.function_name, self.qualifier, self.async_task_id, task.request_id)
+            self._logs = FunctionLogStreamer.open(self.hook, ref, self) or False
             if self._logs is False:
                 return
 
@@ -186,7 +175,7 @@ class FcAsyncTaskSensor(BaseSensorOperator):
             emit(self._logs.read(task))
 
     def _outcome(self, task: AsyncTask) -> bool | PokeReturnValue:
-        from airflow_fc_async.operators._base import TaskRef, failure_message, task_result
+        from airflow_fc_async.operators.outcome import TaskRef, failure_message, task_result
 
         if not task.is_terminal:
             return False
@@ -231,23 +220,18 @@ class FcAsyncTaskSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
-        if not isinstance(event, dict) or "status" not in event:
-            raise AirflowException(f"Unexpected trigger event: {event!r}")
-        status = event[
-            "status"
-        ]  # the trigger's lines are in this task's log already (the triggerer wrote them)
+        from airflow_fc_async.operators.outcome import TaskEvent
+
+        done = TaskEvent.from_dict(event, needs_task=False)
+        status = done.status  # the trigger's lines are in this task's log already (the triggerer wrote them)
         if status == "success":
             task = self.hook.get_async_task(self.function_name, self.async_task_id, qualifier=self.qualifier)
             result = self._outcome(task)
             return result.xcom_value if isinstance(result, PokeReturnValue) else None
         if status == "failure":
-            from airflow_fc_async.core.models import AsyncTask
-
-            self._outcome(AsyncTask.from_json(event["task"]))
+            self._outcome(done.task)
         if status == "timeout":
             raise AirflowSensorTimeout(
                 f"FC async task {self.async_task_id} did not end within the sensor timeout ({self.timeout:g} s)"
             )
-        raise AirflowFailException(
-            f"Following FC async task {self.async_task_id} failed: {event.get('message')}"
-        )
+        raise AirflowFailException(f"Following FC async task {self.async_task_id} failed: {done.message()}")

@@ -63,7 +63,7 @@ def test_the_xcom_bound_covers_the_destination_record(
     ``destination_record`` XCom; both now stay within MAX_RESULT_BYTES, payloads dropped with a flag, logged."""
     import json
 
-    from airflow_fc_async.operators._base import MAX_RESULT_BYTES
+    from airflow_fc_async.operators.outcome import MAX_RESULT_BYTES
 
     blob = "x" * 30_000
     dr = run_dag(

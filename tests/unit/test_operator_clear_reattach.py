@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from airflow_fc_async.core import task_ids
-from airflow_fc_async.operators._base import FcAsyncTaskMixin
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
+from airflow_fc_async.operators.following import FcAsyncTaskMixin
 from tests.unit._fc_fakes import FakeHook, FakeStore, context
 
 PREFIX = task_ids.task_id_prefix("dag", "invoke", "manual__2024-01-01T00:00:00+00:00", -1)

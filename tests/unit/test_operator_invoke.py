@@ -18,8 +18,9 @@ from airflow_fc_async.core.errors import (
     FcValidationError,
 )
 from airflow_fc_async.links import FcAsyncTaskLink
-from airflow_fc_async.operators._base import MAX_RESULT_BYTES, FcAsyncTaskMixin
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
+from airflow_fc_async.operators.following import FcAsyncTaskMixin
+from airflow_fc_async.operators.outcome import MAX_RESULT_BYTES
 from airflow_fc_async.triggers.fc import FcAsyncTaskTrigger
 from tests.unit._fc_fakes import FakeHook, FakeStore, context, pushed, task
 

@@ -10,8 +10,8 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_fc_async.core import task_ids
 from airflow_fc_async.core.errors import FcConflictError, FcNotFoundError
-from airflow_fc_async.operators._base import FcAsyncTaskMixin
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
+from airflow_fc_async.operators.following import FcAsyncTaskMixin
 from tests.unit._fc_fakes import FakeHook, FakeStore, context, task
 
 PREFIX = task_ids.task_id_prefix("dag", "invoke", "manual__2024-01-01T00:00:00+00:00", -1)

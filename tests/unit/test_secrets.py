@@ -198,7 +198,7 @@ def test_a_server_that_quotes_the_token_does_not_put_it_in_the_error(
     server: str, caplog: pytest.LogCaptureFixture, body: bytes
 ) -> None:
     """Issue 13 item 6: whatever the server quotes, FcAuthError and the Airflow exception carry no credential."""
-    from airflow_fc_async.operators._base import airflow_error
+    from airflow_fc_async.operators.outcome import airflow_error
 
     caplog.set_level(logging.DEBUG)
     _Handler.replies += [(403, body)]
