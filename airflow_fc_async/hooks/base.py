@@ -256,6 +256,31 @@ class FcBaseHook(BaseHook):
     def account_id(self) -> str | None:
         return self.settings().account_id
 
+    def _new_client(
+        self, cls: Callable[..., T], service: str, settings: ConnectionSettings | None = None
+    ) -> T:
+        """A client of ``cls`` for ``service`` (``fc``, ``mns``, ``sls``) from the connection's settings."""
+        s = settings or self.settings()
+        return cls(s.endpoint(service), s.credentials, **self._client_kwargs(s))
+
+    async def _abuild_client(self, attr: str, cls: Callable[..., T], service: str) -> T:
+        """The async client cached in ``attr`` (see :meth:`_abuild_once`)."""
+        return await self._abuild_once(attr, lambda s: self._new_client(cls, service, s))
+
+    def _close_clients(self, *attrs: str) -> None:
+        for attr in attrs:
+            client = getattr(self, attr)
+            if client is not None:
+                client.close()
+                setattr(self, attr, None)
+
+    async def _aclose_clients(self, *attrs: str) -> None:
+        for attr in attrs:
+            client = getattr(self, attr)
+            if client is not None:
+                await client.aclose()
+                setattr(self, attr, None)
+
     def _client_kwargs(self, settings: ConnectionSettings) -> dict[str, Any]:
         return {
             "connect_timeout": self._connect_timeout or settings.connect_timeout or _DEFAULT_CONNECT_TIMEOUT,
