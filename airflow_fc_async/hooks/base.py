@@ -8,6 +8,7 @@ rules are tested without a metadata database. The hooks read the connection lazi
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import weakref
 from collections.abc import Callable, Mapping
@@ -150,6 +151,12 @@ def resolve_connection(
     )
 
 
+def _load(path: str) -> Any:
+    """The class at ``path``: ``module:Class``, the module one of ``airflow_fc_async.core``."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(f"airflow_fc_async.core.{module}"), name)
+
+
 class FcBaseHook(BaseHook):
     """Connection handling shared by the FC and MNS hooks.
 
@@ -263,8 +270,21 @@ class FcBaseHook(BaseHook):
         s = settings or self.settings()
         return cls(s.endpoint(service), s.credentials, **self._client_kwargs(s))
 
-    async def _abuild_client(self, attr: str, cls: Callable[..., T], service: str) -> T:
-        """The async client cached in ``attr`` (see :meth:`_abuild_once`)."""
+    def _cached_client(self, attr: str, path: str, service: str) -> Any:
+        """The sync client cached in ``attr``, built on first use from the class at ``path`` (``module:Class`` of
+        ``core``, imported only then: HTTP libraries load when a client is first needed)."""
+        client = getattr(self, attr)
+        if client is None:
+            client = self._new_client(_load(path), service)
+            setattr(self, attr, client)
+        return client
+
+    async def _acached_client(self, attr: str, path: str, service: str) -> Any:
+        """The async twin of :meth:`_cached_client`, built once (see :meth:`_abuild_once`)."""
+        client = getattr(self, attr)
+        if client is not None:
+            return client
+        cls = _load(path)
         return await self._abuild_once(attr, lambda s: self._new_client(cls, service, s))
 
     def _close_clients(self, *attrs: str) -> None:

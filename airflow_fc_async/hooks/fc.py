@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from airflow_fc_async.core.endpoints import console_task_url, emulator_console_task_url, is_emulator_endpoint
 from airflow_fc_async.core.errors import FcInvalidArgumentError
@@ -54,34 +54,18 @@ class FcHook(FcBaseHook):
     # -- clients -----------------------------------------------------------------------------------------------
     def get_conn(self) -> FcClient:
         """The sync client (one pooled session per hook)."""
-        if self._client is None:
-            from airflow_fc_async.core.fc import FcClient
-
-            self._client = self._new_client(FcClient, "fc")
-        return self._client
+        return cast("FcClient", self._cached_client("_client", "fc:FcClient", "fc"))
 
     async def aget_conn(self) -> AsyncFcClient:
         """The async client (one per hook), built from a connection read without blocking the event loop."""
-        if self._aclient is not None:
-            return self._aclient
-        from airflow_fc_async.core.fc import AsyncFcClient
-
-        return await self._abuild_client("_aclient", AsyncFcClient, "fc")
+        return cast("AsyncFcClient", await self._acached_client("_aclient", "fc:AsyncFcClient", "fc"))
 
     def get_sls_client(self) -> SlsClient:
         """The sync SLS (GetLogs) client: extra ``sls_endpoint``, else ``https://{region}.log.aliyuncs.com``."""
-        if self._sls is None:
-            from airflow_fc_async.core.sls import SlsClient
-
-            self._sls = self._new_client(SlsClient, "sls")
-        return self._sls
+        return cast("SlsClient", self._cached_client("_sls", "sls:SlsClient", "sls"))
 
     async def aget_sls_client(self) -> AsyncSlsClient:
-        if self._asls is not None:
-            return self._asls
-        from airflow_fc_async.core.sls import AsyncSlsClient
-
-        return await self._abuild_client("_asls", AsyncSlsClient, "sls")
+        return cast("AsyncSlsClient", await self._acached_client("_asls", "sls:AsyncSlsClient", "sls"))
 
     def close(self) -> None:
         self._close_clients("_client", "_sls")

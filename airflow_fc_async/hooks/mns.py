@@ -7,7 +7,7 @@ region + account id). A thin adapter over :class:`~airflow_fc_async.core.mns.Mns
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from airflow_fc_async.hooks.base import FcBaseHook
 
@@ -29,19 +29,11 @@ class MnsHook(FcBaseHook):
         self._aclient: AsyncMnsClient | None = None
 
     def get_conn(self) -> MnsClient:
-        if self._client is None:
-            from airflow_fc_async.core.mns import MnsClient
-
-            self._client = self._new_client(MnsClient, "mns")
-        return self._client
+        return cast("MnsClient", self._cached_client("_client", "mns:MnsClient", "mns"))
 
     async def aget_conn(self) -> AsyncMnsClient:
         """The async client (one per hook, see :meth:`FcBaseHook._abuild_once`)."""
-        if self._aclient is not None:
-            return self._aclient
-        from airflow_fc_async.core.mns import AsyncMnsClient
-
-        return await self._abuild_client("_aclient", AsyncMnsClient, "mns")
+        return cast("AsyncMnsClient", await self._acached_client("_aclient", "mns:AsyncMnsClient", "mns"))
 
     def close(self) -> None:
         self._close_clients("_client")
