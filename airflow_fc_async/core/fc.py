@@ -18,7 +18,7 @@ from airflow_fc_async.core.errors import (
     FcConflictError,
     FcNotFoundError,
 )
-from airflow_fc_async.core.fc_requests import FcRequests, _Invoke
+from airflow_fc_async.core.fc_requests import FcRequests, InvokeOptions, _Invoke
 from airflow_fc_async.core.http import (
     handle_reply,
 )
@@ -30,7 +30,7 @@ from airflow_fc_async.core.models import (
 from airflow_fc_async.core.task_query import AsyncTaskQuery, Pager, TaskFilters
 from airflow_fc_async.core.transport import AsyncSender, SyncSender
 
-__all__ = ["AsyncFcClient", "AsyncTaskQuery", "FcClient", "TaskFilters"]
+__all__ = ["AsyncFcClient", "AsyncTaskQuery", "FcClient", "InvokeOptions", "TaskFilters"]
 
 T = TypeVar("T")
 
@@ -43,15 +43,9 @@ class FcClient(SyncSender, FcRequests):
     """
 
     def invoke_async(
-        self,
-        function_name: str,
-        payload: Any,
-        *,
-        qualifier: str = "LATEST",
-        task_id: str | None = None,
-        delay_seconds: int | None = None,
+        self, function_name: str, payload: Any, **options: Unpack[InvokeOptions]
     ) -> AsyncInvocation:
-        inv = self._invoke_async_op(function_name, payload, qualifier, task_id, delay_seconds)
+        inv = self._invoke_async_op(function_name, payload, **options)
         for attempt in self.retry.retrying(action=inv.op.action):
             with attempt:
                 try:
@@ -121,15 +115,9 @@ class AsyncFcClient(AsyncSender, FcRequests):
     share_pool = True
 
     async def invoke_async(
-        self,
-        function_name: str,
-        payload: Any,
-        *,
-        qualifier: str = "LATEST",
-        task_id: str | None = None,
-        delay_seconds: int | None = None,
+        self, function_name: str, payload: Any, **options: Unpack[InvokeOptions]
     ) -> AsyncInvocation:
-        inv = self._invoke_async_op(function_name, payload, qualifier, task_id, delay_seconds)
+        inv = self._invoke_async_op(function_name, payload, **options)
         async for attempt in self.retry.async_retrying(action=inv.op.action):
             with attempt:
                 try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from airflow_fc_async.core.endpoints import FC_ENDPOINTS, H
 from airflow_fc_async.core.errors import (
@@ -43,11 +43,20 @@ from airflow_fc_async.core.validation import (
     new_task_id,
 )
 
-__all__ = ["FcRequests"]
+__all__ = ["FcRequests", "InvokeOptions"]
 
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
+
+
+class InvokeOptions(TypedDict, total=False):
+    """The keyword arguments of ``invoke_async``: ``qualifier`` (default ``LATEST``), ``task_id`` (generated when
+    None: it makes a repeated invoke safe), ``delay_seconds`` (start no sooner than this)."""
+
+    qualifier: str
+    task_id: str | None
+    delay_seconds: int | None
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,12 @@ class FcRequests(RequestBuilder):
 
     # -- invoke --------------------------------------------------------------------------------------------
     def _invoke_async_op(
-        self, function_name: str, payload: Any, qualifier: str, task_id: str | None, delay_seconds: int | None
+        self,
+        function_name: str,
+        payload: Any,
+        qualifier: str = "LATEST",
+        task_id: str | None = None,
+        delay_seconds: int | None = None,
     ) -> _Invoke:
         fn = check_function_name(function_name)
         q = check_qualifier(qualifier)

@@ -19,6 +19,7 @@ from airflow_fc_async.hooks.base import FcBaseHook
 
 if TYPE_CHECKING:
     from airflow_fc_async.core.fc import AsyncFcClient, FcClient
+    from airflow_fc_async.core.fc_requests import InvokeOptions
     from airflow_fc_async.core.function_logs import LogCursor, LogRequest
     from airflow_fc_async.core.sls import AsyncSlsClient, SlsClient
     from airflow_fc_async.core.task_query import AsyncTaskQuery, TaskFilters
@@ -85,19 +86,14 @@ class FcHook(FcBaseHook):
 
     # -- sync --------------------------------------------------------------------------------------------------
     def invoke_async(
-        self,
-        function_name: str,
-        payload: Any = None,
-        *,
-        qualifier: str = "LATEST",
-        task_id: str | None = None,
-        delay_seconds: int | None = None,
+        self, function_name: str, payload: Any = None, **options: Unpack[InvokeOptions]
     ) -> AsyncInvocation:
-        inv = self.get_conn().invoke_async(
-            function_name, payload, qualifier=qualifier, task_id=task_id, delay_seconds=delay_seconds
-        )
+        """Start ``function_name`` asynchronously (``qualifier``, ``task_id``, ``delay_seconds``: see
+        :class:`~airflow_fc_async.core.fc_requests.InvokeOptions`)."""
+        inv = self.get_conn().invoke_async(function_name, payload, **options)
         # DEBUG: the operators log the accepted task themselves, and an INFO record through Airflow's handlers
         # costs about as much CPU as the HTTP call (measured by benchmarks/p2_client_cost).
+        qualifier = options.get("qualifier", "LATEST")
         self.log.debug(
             "Invoked %s:%s async: task id %s, request id %s",
             function_name,
@@ -215,11 +211,9 @@ class FcHook(FcBaseHook):
             client = self.get_sls_client()
             while True:
                 try:
-                    page = fetch(client)
+                    fetch = flow.send(fetch(client))
                 except FcInvalidArgumentError as exc:
                     fetch = flow.throw(exc)
-                else:
-                    fetch = flow.send(page)
         except StopIteration as done:
             return list(done.value)
 
@@ -233,11 +227,9 @@ class FcHook(FcBaseHook):
             client = await self.aget_sls_client()
             while True:
                 try:
-                    page = await fetch(client)
+                    fetch = flow.send(await fetch(client))
                 except FcInvalidArgumentError as exc:
                     fetch = flow.throw(exc)
-                else:
-                    fetch = flow.send(page)
         except StopIteration as done:
             return list(done.value)
 
@@ -268,18 +260,9 @@ class FcHook(FcBaseHook):
 
     # -- async (triggers) --------------------------------------------------------------------------------------
     async def ainvoke_async(
-        self,
-        function_name: str,
-        payload: Any = None,
-        *,
-        qualifier: str = "LATEST",
-        task_id: str | None = None,
-        delay_seconds: int | None = None,
+        self, function_name: str, payload: Any = None, **options: Unpack[InvokeOptions]
     ) -> AsyncInvocation:
-        client = await self.aget_conn()
-        return await client.invoke_async(
-            function_name, payload, qualifier=qualifier, task_id=task_id, delay_seconds=delay_seconds
-        )
+        return await (await self.aget_conn()).invoke_async(function_name, payload, **options)
 
     async def aget_async_task(
         self, function_name: str, task_id: str, *, qualifier: str = "LATEST"
