@@ -11,15 +11,14 @@ when it holds this very payload; otherwise the invoke fails with a ``FcConflictE
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
-from datetime import datetime
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar, Unpack
 
 from airflow_fc_async.core.errors import (
     FcConflictError,
     FcNotFoundError,
 )
-from airflow_fc_async.core.fc_requests import FcRequests, _ListPlan
+from airflow_fc_async.core.fc_requests import FcRequests, InvokeOptions, _Invoke
 from airflow_fc_async.core.http import (
     handle_reply,
 )
@@ -27,11 +26,13 @@ from airflow_fc_async.core.models import (
     AsyncInvocation,
     AsyncInvokeConfig,
     AsyncTask,
-    TaskStatus,
 )
+from airflow_fc_async.core.task_query import AsyncTaskQuery, Pager, TaskFilters
 from airflow_fc_async.core.transport import AsyncSender, SyncSender
 
-__all__ = ["AsyncFcClient", "FcClient"]
+__all__ = ["AsyncFcClient", "AsyncTaskQuery", "FcClient", "InvokeOptions", "TaskFilters"]
+
+T = TypeVar("T")
 
 
 class FcClient(SyncSender, FcRequests):
@@ -42,30 +43,25 @@ class FcClient(SyncSender, FcRequests):
     """
 
     def invoke_async(
-        self,
-        function_name: str,
-        payload: Any,
-        *,
-        qualifier: str = "LATEST",
-        task_id: str | None = None,
-        delay_seconds: int | None = None,
+        self, function_name: str, payload: Any, **options: Unpack[InvokeOptions]
     ) -> AsyncInvocation:
-        inv = self._invoke_async_op(function_name, payload, qualifier, task_id, delay_seconds)
+        inv = self._invoke_async_op(function_name, payload, **options)
         for attempt in self.retry.retrying(action=inv.op.action):
             with attempt:
-                reply = self._transport.send(self._sign(inv.op))
                 try:
-                    return handle_reply(inv.op, reply)
+                    return handle_reply(inv.op, self._transport.send(self._sign(inv.op)))
                 except FcConflictError as err:
-                    try:
-                        task: AsyncTask | None = self.get_async_task(
-                            inv.function_name, inv.task_id, qualifier=inv.qualifier
-                        )
-                    except FcNotFoundError:
-                        task = None
-                    retry = attempt.retry_state.attempt_number > 1
-                    return self._resolve_conflict(inv, err, task, retry=retry)
+                    task = self._read_back(inv)
+                    return self._resolve_conflict(
+                        inv, err, task, retry=attempt.retry_state.attempt_number > 1
+                    )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_back(self, inv: _Invoke) -> AsyncTask | None:
+        try:
+            return self.get_async_task(inv.function_name, inv.task_id, qualifier=inv.qualifier)
+        except FcNotFoundError:
+            return None
 
     def invoke_sync(self, function_name: str, payload: Any, *, qualifier: str = "LATEST") -> bytes:
         result: bytes = self._run(self._invoke_sync_op(function_name, payload, qualifier))
@@ -76,48 +72,11 @@ class FcClient(SyncSender, FcRequests):
         return result
 
     def list_async_tasks(
-        self,
-        function_name: str,
-        *,
-        qualifier: str | None = None,
-        prefix: str | None = None,
-        status: str | TaskStatus | Iterable[str | TaskStatus] | None = None,
-        started_after: datetime | None = None,
-        started_before: datetime | None = None,
-        include_payload: bool = False,
-        newest_first: bool = True,
-        limit: int | None = None,
-        page_size: int = 100,
+        self, function_name: str | AsyncTaskQuery, **filters: Unpack[TaskFilters]
     ) -> Iterator[AsyncTask]:
-        """Tasks page by page, following ``nextToken`` lazily; the arguments are checked at once."""
-        plan = self._list_plan(
-            function_name,
-            qualifier=qualifier,
-            prefix=prefix,
-            status=status,
-            started_after=started_after,
-            started_before=started_before,
-            include_payload=include_payload,
-            newest_first=newest_first,
-            limit=limit,
-            page_size=page_size,
-        )
-        return self._iter_tasks(plan)
-
-    def _iter_tasks(self, plan: _ListPlan) -> Iterator[AsyncTask]:
-        token: str | None = None
-        taken = 0
-        while True:
-            tasks, next_token = self._run(self._list_page_op(plan, token, taken))
-            for task in tasks:
-                if self._keep(plan, task):
-                    yield task
-                    taken += 1
-                    if plan.limit is not None and taken >= plan.limit:
-                        return
-            if not next_token or next_token == token:
-                return
-            token = next_token
+        """Tasks page by page, following ``nextToken`` lazily; the arguments (:class:`TaskFilters`, or an
+        :class:`AsyncTaskQuery` in place of ``function_name``) are checked at once."""
+        return self._walk(self._task_pager(AsyncTaskQuery.of(function_name, filters)))
 
     def stop_async_task(self, function_name: str, task_id: str, *, qualifier: str = "LATEST") -> None:
         self._run(self._stop_task_op(function_name, task_id, qualifier))
@@ -138,17 +97,11 @@ class FcClient(SyncSender, FcRequests):
         self._run(self._delete_config_op(function_name, qualifier))
 
     def list_async_invoke_configs(self, *, function_name: str | None = None) -> Iterator[AsyncInvokeConfig]:
-        self._list_configs_op(function_name, None)  # check the arguments now, not on first next()
-        return self._iter_configs(function_name)
+        return self._walk(self._config_pager(function_name))  # the arguments are checked now, not on next()
 
-    def _iter_configs(self, function_name: str | None) -> Iterator[AsyncInvokeConfig]:
-        token: str | None = None
-        while True:
-            configs, next_token = self._run(self._list_configs_op(function_name, token))
-            yield from configs
-            if not next_token or next_token == token:
-                return
-            token = next_token
+    def _walk(self, pager: Pager[T]) -> Iterator[T]:
+        while (op := pager.next_request()) is not None:
+            yield from pager.take(self._run(op))
 
     def get_function(self, function_name: str, *, qualifier: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self._run(self._get_function_op(function_name, qualifier))
@@ -162,30 +115,25 @@ class AsyncFcClient(AsyncSender, FcRequests):
     share_pool = True
 
     async def invoke_async(
-        self,
-        function_name: str,
-        payload: Any,
-        *,
-        qualifier: str = "LATEST",
-        task_id: str | None = None,
-        delay_seconds: int | None = None,
+        self, function_name: str, payload: Any, **options: Unpack[InvokeOptions]
     ) -> AsyncInvocation:
-        inv = self._invoke_async_op(function_name, payload, qualifier, task_id, delay_seconds)
+        inv = self._invoke_async_op(function_name, payload, **options)
         async for attempt in self.retry.async_retrying(action=inv.op.action):
             with attempt:
-                reply = await self._transport.send(self._sign(inv.op))
                 try:
-                    return handle_reply(inv.op, reply)
+                    return handle_reply(inv.op, await self._transport.send(self._sign(inv.op)))
                 except FcConflictError as err:
-                    try:
-                        task: AsyncTask | None = await self.get_async_task(
-                            inv.function_name, inv.task_id, qualifier=inv.qualifier
-                        )
-                    except FcNotFoundError:
-                        task = None
-                    retry = attempt.retry_state.attempt_number > 1
-                    return self._resolve_conflict(inv, err, task, retry=retry)
+                    task = await self._read_back(inv)
+                    return self._resolve_conflict(
+                        inv, err, task, retry=attempt.retry_state.attempt_number > 1
+                    )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _read_back(self, inv: _Invoke) -> AsyncTask | None:
+        try:
+            return await self.get_async_task(inv.function_name, inv.task_id, qualifier=inv.qualifier)
+        except FcNotFoundError:
+            return None
 
     async def invoke_sync(self, function_name: str, payload: Any, *, qualifier: str = "LATEST") -> bytes:
         result: bytes = await self._run(self._invoke_sync_op(function_name, payload, qualifier))
@@ -198,48 +146,10 @@ class AsyncFcClient(AsyncSender, FcRequests):
         return result
 
     def list_async_tasks(
-        self,
-        function_name: str,
-        *,
-        qualifier: str | None = None,
-        prefix: str | None = None,
-        status: str | TaskStatus | Iterable[str | TaskStatus] | None = None,
-        started_after: datetime | None = None,
-        started_before: datetime | None = None,
-        include_payload: bool = False,
-        newest_first: bool = True,
-        limit: int | None = None,
-        page_size: int = 100,
+        self, function_name: str | AsyncTaskQuery, **filters: Unpack[TaskFilters]
     ) -> AsyncIterator[AsyncTask]:
         """An async iterator (``async for``); the arguments are checked at once."""
-        plan = self._list_plan(
-            function_name,
-            qualifier=qualifier,
-            prefix=prefix,
-            status=status,
-            started_after=started_after,
-            started_before=started_before,
-            include_payload=include_payload,
-            newest_first=newest_first,
-            limit=limit,
-            page_size=page_size,
-        )
-        return self._aiter_tasks(plan)
-
-    async def _aiter_tasks(self, plan: _ListPlan) -> AsyncIterator[AsyncTask]:
-        token: str | None = None
-        taken = 0
-        while True:
-            tasks, next_token = await self._run(self._list_page_op(plan, token, taken))
-            for task in tasks:
-                if self._keep(plan, task):
-                    yield task
-                    taken += 1
-                    if plan.limit is not None and taken >= plan.limit:
-                        return
-            if not next_token or next_token == token:
-                return
-            token = next_token
+        return self._awalk(self._task_pager(AsyncTaskQuery.of(function_name, filters)))
 
     async def stop_async_task(self, function_name: str, task_id: str, *, qualifier: str = "LATEST") -> None:
         await self._run(self._stop_task_op(function_name, task_id, qualifier))
@@ -262,18 +172,12 @@ class AsyncFcClient(AsyncSender, FcRequests):
     def list_async_invoke_configs(
         self, *, function_name: str | None = None
     ) -> AsyncIterator[AsyncInvokeConfig]:
-        self._list_configs_op(function_name, None)
-        return self._aiter_configs(function_name)
+        return self._awalk(self._config_pager(function_name))
 
-    async def _aiter_configs(self, function_name: str | None) -> AsyncIterator[AsyncInvokeConfig]:
-        token: str | None = None
-        while True:
-            configs, next_token = await self._run(self._list_configs_op(function_name, token))
-            for config in configs:
-                yield config
-            if not next_token or next_token == token:
-                return
-            token = next_token
+    async def _awalk(self, pager: Pager[T]) -> AsyncIterator[T]:
+        while (op := pager.next_request()) is not None:
+            for item in pager.take(await self._run(op)):
+                yield item
 
     async def get_function(self, function_name: str, *, qualifier: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = await self._run(self._get_function_op(function_name, qualifier))

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from airflow_fc_async.core.endpoints import FC_ENDPOINTS, H
 from airflow_fc_async.core.errors import (
@@ -17,7 +16,6 @@ from airflow_fc_async.core.errors import (
     FcConflictError,
     FcNotFoundError,
     FcResponseError,
-    FcValidationError,
     task_id_in_use,
 )
 from airflow_fc_async.core.http import (
@@ -32,38 +30,33 @@ from airflow_fc_async.core.models import (
     AsyncInvocation,
     AsyncInvokeConfig,
     AsyncTask,
-    TaskStatus,
-    to_epoch_ms,
 )
 from airflow_fc_async.core.signing import canonical_query, sign_fc_request
+from airflow_fc_async.core.task_query import AsyncTaskQuery, Pager
 from airflow_fc_async.core.validation import (
     check_async_invoke_config,
     check_delay,
     check_function_name,
-    check_int_range,
-    check_page_limit,
     check_qualifier,
-    check_statuses,
     check_task_id,
-    check_time_range,
     encode_payload,
     new_task_id,
 )
 
-__all__ = ["FcRequests"]
+__all__ = ["FcRequests", "InvokeOptions"]
 
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
 
 
-@dataclass(frozen=True)
-class _ListPlan:
-    function_name: str
-    query: dict[str, str | None]
-    statuses: frozenset[TaskStatus] | None  # filtered here when FC cannot (several statuses)
-    limit: int | None
-    page_size: int
+class InvokeOptions(TypedDict, total=False):
+    """The keyword arguments of ``invoke_async``: ``qualifier`` (default ``LATEST``), ``task_id`` (generated when
+    None: it makes a repeated invoke safe), ``delay_seconds`` (start no sooner than this)."""
+
+    qualifier: str
+    task_id: str | None
+    delay_seconds: int | None
 
 
 @dataclass(frozen=True)
@@ -114,7 +107,12 @@ class FcRequests(RequestBuilder):
 
     # -- invoke --------------------------------------------------------------------------------------------
     def _invoke_async_op(
-        self, function_name: str, payload: Any, qualifier: str, task_id: str | None, delay_seconds: int | None
+        self,
+        function_name: str,
+        payload: Any,
+        qualifier: str = "LATEST",
+        task_id: str | None = None,
+        delay_seconds: int | None = None,
     ) -> _Invoke:
         fn = check_function_name(function_name)
         q = check_qualifier(qualifier)
@@ -208,52 +206,12 @@ class FcRequests(RequestBuilder):
             task_id=check_task_id(task_id),
         )
 
-    def _list_plan(
-        self,
-        function_name: str,
-        *,
-        qualifier: str | None,
-        prefix: str | None,
-        status: Any,
-        started_after: datetime | None,
-        started_before: datetime | None,
-        include_payload: bool,
-        newest_first: bool,
-        limit: int | None,
-        page_size: int,
-    ) -> _ListPlan:
-        fn = check_function_name(function_name)
-        check_page_limit(page_size)
-        if limit is not None:
-            check_int_range("limit", limit, 1, 10**9)
-        check_time_range(started_after, started_before)
-        if prefix is not None and not isinstance(prefix, str):
-            raise FcValidationError("prefix", f"must be a string, got {type(prefix).__name__}")
-        statuses = check_statuses(status) if status is not None else None
-        query: dict[str, str | None] = {
-            "qualifier": check_qualifier(qualifier) if qualifier is not None else None,
-            "prefix": prefix or None,
-            "status": statuses[0].value if statuses and len(statuses) == 1 else None,
-            "startedTimeBegin": str(to_epoch_ms(started_after)) if started_after else None,
-            "startedTimeEnd": str(to_epoch_ms(started_before)) if started_before else None,
-            "sortOrderByTime": "desc" if newest_first else "asc",
-            "includePayload": "true" if include_payload else None,
-        }
-        local = frozenset(statuses) if statuses and len(statuses) > 1 else None
-        return _ListPlan(fn, query, local, limit, page_size)
+    def _task_pager(self, query: AsyncTaskQuery) -> Pager[AsyncTask]:
+        def request(token: str | None, taken: int) -> Op[tuple[list[AsyncTask], str | None]]:
+            params = query.params(token, taken)
+            return self._op("ListAsyncTasks", _parse_task_page, query=params, function=query.function_name)
 
-    def _list_page_op(
-        self, plan: _ListPlan, token: str | None, taken: int
-    ) -> Op[tuple[list[AsyncTask], str | None]]:
-        size = plan.page_size
-        if plan.limit is not None and plan.statuses is None:
-            size = min(size, plan.limit - taken)
-        query = {**plan.query, "limit": str(size), "nextToken": token}
-        return self._op("ListAsyncTasks", _parse_task_page, query=query, function=plan.function_name)
-
-    @staticmethod
-    def _keep(plan: _ListPlan, task: AsyncTask) -> bool:
-        return plan.statuses is None or task.status in plan.statuses
+        return Pager(request, keep=query.keep, limit=query.limit)
 
     # -- configs and functions -----------------------------------------------------------------------------
     def _put_config_op(
@@ -298,12 +256,14 @@ class FcRequests(RequestBuilder):
             function=check_function_name(function_name),
         )
 
-    def _list_configs_op(
-        self, function_name: str | None, token: str | None
-    ) -> Op[tuple[list[AsyncInvokeConfig], str | None]]:
+    def _config_pager(self, function_name: str | None) -> Pager[AsyncInvokeConfig]:
         fn = check_function_name(function_name) if function_name is not None else None
-        query = {"functionName": fn, "limit": "100", "nextToken": token}
-        return self._op("ListAsyncInvokeConfigs", _parse_config_page, query=query)
+
+        def request(token: str | None, taken: int) -> Op[tuple[list[AsyncInvokeConfig], str | None]]:
+            query = {"functionName": fn, "limit": "100", "nextToken": token}
+            return self._op("ListAsyncInvokeConfigs", _parse_config_page, query=query)
+
+        return Pager(request)
 
     def _get_function_op(self, function_name: str, qualifier: str | None) -> Op[dict[str, Any]]:
         q = check_qualifier(qualifier) if qualifier is not None else None

@@ -9,35 +9,26 @@ Message bodies travel raw (no base64): FC's destination records are raw JSON.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Unpack
 
-from airflow_fc_async.core.mns_requests import MNS_XMLNS, MnsBatchError, MnsMessage, MnsRequests
+from airflow_fc_async.core.mns_requests import (
+    MNS_XMLNS,
+    MnsBatchError,
+    MnsMessage,
+    MnsRequests,
+    QueueAttributes,
+)
 from airflow_fc_async.core.transport import AsyncSender, SyncSender
 
-__all__ = ["MNS_XMLNS", "AsyncMnsClient", "MnsBatchError", "MnsClient", "MnsMessage"]
+__all__ = ["MNS_XMLNS", "AsyncMnsClient", "MnsBatchError", "MnsClient", "MnsMessage", "QueueAttributes"]
 
 
 class MnsClient(SyncSender, MnsRequests):
     """Synchronous MNS queue client over one pooled ``requests`` session (no proxy environment: see ``proxies``)."""
 
-    def create_queue(
-        self,
-        name: str,
-        *,
-        visibility_timeout: int | None = None,
-        delay_seconds: int | None = None,
-        maximum_message_size: int | None = None,
-        message_retention_period: int | None = None,
-        polling_wait_seconds: int | None = None,
-    ) -> bool:
-        """True when created, False when it already existed."""
-        attrs = {
-            "visibility_timeout": visibility_timeout,
-            "delay_seconds": delay_seconds,
-            "maximum_message_size": maximum_message_size,
-            "message_retention_period": message_retention_period,
-            "polling_wait_seconds": polling_wait_seconds,
-        }
-        return bool(self._run(self._create_queue_op(name, attrs)))
+    def create_queue(self, name: str, **attributes: Unpack[QueueAttributes]) -> bool:
+        """True when created, False when it already existed (``visibility_timeout``, ``delay_seconds``, ...)."""
+        return bool(self._run(self._create_queue_op(name, attributes)))
 
     def get_queue_attributes(self, name: str) -> dict[str, str | int]:
         result: dict[str, str | int] = self._run(self._queue_attributes_op(name))
@@ -87,24 +78,8 @@ class MnsClient(SyncSender, MnsRequests):
 class AsyncMnsClient(AsyncSender, MnsRequests):
     """The asyncio twin of :class:`MnsClient`; :meth:`aclose` when done."""
 
-    async def create_queue(
-        self,
-        name: str,
-        *,
-        visibility_timeout: int | None = None,
-        delay_seconds: int | None = None,
-        maximum_message_size: int | None = None,
-        message_retention_period: int | None = None,
-        polling_wait_seconds: int | None = None,
-    ) -> bool:
-        attrs = {
-            "visibility_timeout": visibility_timeout,
-            "delay_seconds": delay_seconds,
-            "maximum_message_size": maximum_message_size,
-            "message_retention_period": message_retention_period,
-            "polling_wait_seconds": polling_wait_seconds,
-        }
-        return bool(await self._run(self._create_queue_op(name, attrs)))
+    async def create_queue(self, name: str, **attributes: Unpack[QueueAttributes]) -> bool:
+        return bool(await self._run(self._create_queue_op(name, attributes)))
 
     async def get_queue_attributes(self, name: str) -> dict[str, str | int]:
         result: dict[str, str | int] = await self._run(self._queue_attributes_op(name))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 from urllib.parse import quote
 
 from airflow_fc_async.core.endpoints import MNS_ENDPOINTS, H
@@ -33,7 +33,7 @@ from airflow_fc_async.core.validation import (
     check_queue_name,
 )
 
-__all__ = ["MNS_XMLNS", "MnsBatchError", "MnsMessage", "MnsRequests"]
+__all__ = ["MNS_XMLNS", "MnsBatchError", "MnsMessage", "MnsRequests", "QueueAttributes"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,16 @@ _QUEUE_ATTRS = (  # element, keyword, low, high (the order the SDK writes them)
     ("VisibilityTimeout", "visibility_timeout", 1, 43200),
     ("PollingWaitSeconds", "polling_wait_seconds", 0, 30),
 )
+
+
+class QueueAttributes(TypedDict, total=False):
+    """The optional attributes of ``create_queue`` (seconds, or bytes for the size; None: MNS's default)."""
+
+    visibility_timeout: int | None
+    delay_seconds: int | None
+    maximum_message_size: int | None
+    message_retention_period: int | None
+    polling_wait_seconds: int | None
 
 
 @dataclass(frozen=True)
@@ -173,10 +183,14 @@ class MnsRequests(RequestBuilder):
         )
 
     # -- queues --------------------------------------------------------------------------------------------
-    def _create_queue_op(self, name: str, attrs: dict[str, int | None]) -> Op[bool]:
+    def _create_queue_op(self, name: str, attrs: QueueAttributes) -> Op[bool]:
+        unknown = sorted(set(attrs) - set(QueueAttributes.__annotations__))
+        if unknown:
+            raise TypeError(f"create_queue() got an unexpected keyword argument {unknown[0]!r}")
+        values: Mapping[str, Any] = attrs
         inner = ""
         for element, keyword, low, high in _QUEUE_ATTRS:
-            value = attrs.get(keyword)
+            value = values.get(keyword)
             if value is not None:
                 inner += _element(element, check_int_range(keyword, value, low, high))
 

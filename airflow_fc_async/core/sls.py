@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.endpoints import SLS_ENDPOINTS, H, sls_project_address
@@ -24,7 +24,7 @@ from airflow_fc_async.core.http import Call, Op, Reply, RequestBuilder, parse_js
 from airflow_fc_async.core.signing import canonical_query, sign_sls_request
 from airflow_fc_async.core.transport import AsyncSender, SyncSender, run_async, run_sync
 
-__all__ = ["AsyncSlsClient", "LogPage", "SlsClient", "SlsRequests"]
+__all__ = ["AsyncSlsClient", "LogOptions", "LogPage", "RowOptions", "SlsClient", "SlsRequests"]
 
 MAX_LINE = 100
 _INCOMPLETE_ATTEMPTS = 5
@@ -40,6 +40,55 @@ class LogPage:
     count: int
     processed_rows: int | None = None
     request_id: str | None = None
+
+
+class LogOptions(TypedDict, total=False):
+    """The keyword arguments of ``get_logs``: the SLS ``query`` (default: all rows), ``topic``, ``line`` (rows
+    per page, at most 100), ``offset`` (rows to skip), ``reverse`` (newest first)."""
+
+    query: str
+    topic: str | None
+    line: int
+    offset: int
+    reverse: bool
+
+
+class RowOptions(TypedDict, total=False):
+    """The keyword arguments of ``iter_logs``: ``query``, ``topic``, ``offset`` as for ``get_logs``, and
+    ``max_rows`` (None: every row)."""
+
+    query: str
+    topic: str | None
+    offset: int
+    max_rows: int | None
+
+
+class _RowWalk:
+    """The row walk of ``iter_logs`` without I/O: full pages from ``offset`` on, until a page is short or
+    ``max_rows`` rows came."""
+
+    def __init__(self, options: RowOptions) -> None:
+        self.query = options.get("query", "")
+        self.topic = options.get("topic")
+        self.offset = options.get("offset", 0)
+        self.max_rows = options.get("max_rows")
+        self.taken = 0
+        self.done = False
+
+    def next_offset(self) -> int | None:
+        if self.done or (self.max_rows is not None and self.taken >= self.max_rows):
+            return None
+        return self.offset + self.taken
+
+    def page(self, offset: int) -> LogOptions:
+        return {"query": self.query, "topic": self.topic, "offset": offset}
+
+    def take(self, rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        self.done = len(rows) < MAX_LINE
+        if self.max_rows is not None:
+            rows = rows[: self.max_rows - self.taken]
+        self.taken += len(rows)
+        return rows
 
 
 @dataclass(frozen=True)
@@ -163,23 +212,10 @@ class SlsClient(SyncSender, SlsRequests):
     """Synchronous GetLogs client over one pooled ``requests`` session; :meth:`close` when done."""
 
     def get_logs(
-        self,
-        project: str,
-        logstore: str,
-        from_time: int,
-        to_time: int,
-        *,
-        query: str = "",
-        topic: str | None = None,
-        line: int = MAX_LINE,
-        offset: int = 0,
-        reverse: bool = False,
+        self, project: str, logstore: str, from_time: int, to_time: int, **options: Unpack[LogOptions]
     ) -> LogPage:
         """One page; an ``Incomplete`` answer is asked again (up to ``incomplete_attempts`` times)."""
-        req = self._get_logs_op(
-            project, logstore, from_time, to_time, query=query, topic=topic, line=line, offset=offset,
-            reverse=reverse,
-        )  # fmt: skip
+        req = self._get_logs_op(project, logstore, from_time, to_time, **options)
         sign = self._signer(req.project)
         for attempt in range(1, self.incomplete_attempts + 1):
             page: LogPage = run_sync(req.op, sign, self._transport, self.retry)
@@ -189,52 +225,21 @@ class SlsClient(SyncSender, SlsRequests):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def iter_logs(
-        self,
-        project: str,
-        logstore: str,
-        from_time: int,
-        to_time: int,
-        *,
-        query: str = "",
-        topic: str | None = None,
-        offset: int = 0,
-        max_rows: int | None = None,
+        self, project: str, logstore: str, from_time: int, to_time: int, **options: Unpack[RowOptions]
     ) -> Iterator[dict[str, str]]:
         """Rows oldest first, page after page until a page is short (or ``max_rows`` rows came)."""
-        taken = 0
-        while max_rows is None or taken < max_rows:
-            page = self.get_logs(
-                project, logstore, from_time, to_time, query=query, topic=topic, offset=offset + taken
-            )
-            for row in page.rows:
-                yield row
-                taken += 1
-                if max_rows is not None and taken >= max_rows:
-                    return
-            if len(page.rows) < MAX_LINE:
-                return
+        walk = _RowWalk(options)
+        while (at := walk.next_offset()) is not None:
+            yield from walk.take(self.get_logs(project, logstore, from_time, to_time, **walk.page(at)).rows)
 
 
 class AsyncSlsClient(AsyncSender, SlsRequests):
     """The asyncio twin of :class:`SlsClient` (same method names, awaited); :meth:`aclose` when done."""
 
     async def get_logs(
-        self,
-        project: str,
-        logstore: str,
-        from_time: int,
-        to_time: int,
-        *,
-        query: str = "",
-        topic: str | None = None,
-        line: int = MAX_LINE,
-        offset: int = 0,
-        reverse: bool = False,
+        self, project: str, logstore: str, from_time: int, to_time: int, **options: Unpack[LogOptions]
     ) -> LogPage:
-        req = self._get_logs_op(
-            project, logstore, from_time, to_time, query=query, topic=topic, line=line, offset=offset,
-            reverse=reverse,
-        )  # fmt: skip
+        req = self._get_logs_op(project, logstore, from_time, to_time, **options)
         sign = self._signer(req.project)
         for attempt in range(1, self.incomplete_attempts + 1):
             page: LogPage = await run_async(req.op, sign, self._transport, self.retry)
@@ -244,26 +249,10 @@ class AsyncSlsClient(AsyncSender, SlsRequests):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def iter_logs(
-        self,
-        project: str,
-        logstore: str,
-        from_time: int,
-        to_time: int,
-        *,
-        query: str = "",
-        topic: str | None = None,
-        offset: int = 0,
-        max_rows: int | None = None,
+        self, project: str, logstore: str, from_time: int, to_time: int, **options: Unpack[RowOptions]
     ) -> AsyncIterator[dict[str, str]]:
-        taken = 0
-        while max_rows is None or taken < max_rows:
-            page = await self.get_logs(
-                project, logstore, from_time, to_time, query=query, topic=topic, offset=offset + taken
-            )
-            for row in page.rows:
+        walk = _RowWalk(options)
+        while (at := walk.next_offset()) is not None:
+            page = await self.get_logs(project, logstore, from_time, to_time, **walk.page(at))
+            for row in walk.take(page.rows):
                 yield row
-                taken += 1
-                if max_rows is not None and taken >= max_rows:
-                    return
-            if len(page.rows) < MAX_LINE:
-                return

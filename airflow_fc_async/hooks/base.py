@@ -8,6 +8,7 @@ rules are tested without a metadata database. The hooks read the connection lazi
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import weakref
 from collections.abc import Callable, Mapping
@@ -150,6 +151,12 @@ def resolve_connection(
     )
 
 
+def _load(path: str) -> Any:
+    """The class at ``path``: ``module:Class``, the module one of ``airflow_fc_async.core``."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(f"airflow_fc_async.core.{module}"), name)
+
+
 class FcBaseHook(BaseHook):
     """Connection handling shared by the FC and MNS hooks.
 
@@ -255,6 +262,44 @@ class FcBaseHook(BaseHook):
     @property
     def account_id(self) -> str | None:
         return self.settings().account_id
+
+    def _new_client(
+        self, cls: Callable[..., T], service: str, settings: ConnectionSettings | None = None
+    ) -> T:
+        """A client of ``cls`` for ``service`` (``fc``, ``mns``, ``sls``) from the connection's settings."""
+        s = settings or self.settings()
+        return cls(s.endpoint(service), s.credentials, **self._client_kwargs(s))
+
+    def _cached_client(self, attr: str, path: str, service: str) -> Any:
+        """The sync client cached in ``attr``, built on first use from the class at ``path`` (``module:Class`` of
+        ``core``, imported only then: HTTP libraries load when a client is first needed)."""
+        client = getattr(self, attr)
+        if client is None:
+            client = self._new_client(_load(path), service)
+            setattr(self, attr, client)
+        return client
+
+    async def _acached_client(self, attr: str, path: str, service: str) -> Any:
+        """The async twin of :meth:`_cached_client`, built once (see :meth:`_abuild_once`)."""
+        client = getattr(self, attr)
+        if client is not None:
+            return client
+        cls = _load(path)
+        return await self._abuild_once(attr, lambda s: self._new_client(cls, service, s))
+
+    def _close_clients(self, *attrs: str) -> None:
+        for attr in attrs:
+            client = getattr(self, attr)
+            if client is not None:
+                client.close()
+                setattr(self, attr, None)
+
+    async def _aclose_clients(self, *attrs: str) -> None:
+        for attr in attrs:
+            client = getattr(self, attr)
+            if client is not None:
+                await client.aclose()
+                setattr(self, attr, None)
 
     def _client_kwargs(self, settings: ConnectionSettings) -> dict[str, Any]:
         return {

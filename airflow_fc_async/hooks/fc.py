@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from airflow_fc_async.core.endpoints import console_task_url, emulator_console_task_url, is_emulator_endpoint
 from airflow_fc_async.core.errors import FcInvalidArgumentError
-from airflow_fc_async.core.models import AsyncInvocation, AsyncInvokeConfig, AsyncTask, TaskStatus
+from airflow_fc_async.core.models import AsyncInvocation, AsyncInvokeConfig, AsyncTask
 from airflow_fc_async.hooks.base import FcBaseHook
 
 if TYPE_CHECKING:
     from airflow_fc_async.core.fc import AsyncFcClient, FcClient
-    from airflow_fc_async.core.function_logs import LogCursor
+    from airflow_fc_async.core.fc_requests import InvokeOptions
+    from airflow_fc_async.core.function_logs import LogCursor, LogRequest
     from airflow_fc_async.core.sls import AsyncSlsClient, SlsClient
+    from airflow_fc_async.core.task_query import AsyncTaskQuery, TaskFilters
 
 __all__ = ["FcHook"]
 
@@ -54,56 +55,24 @@ class FcHook(FcBaseHook):
     # -- clients -----------------------------------------------------------------------------------------------
     def get_conn(self) -> FcClient:
         """The sync client (one pooled session per hook)."""
-        if self._client is None:
-            from airflow_fc_async.core.fc import FcClient
-
-            s = self.settings()
-            self._client = FcClient(s.endpoint("fc"), s.credentials, **self._client_kwargs(s))
-        return self._client
+        return cast("FcClient", self._cached_client("_client", "fc:FcClient", "fc"))
 
     async def aget_conn(self) -> AsyncFcClient:
         """The async client (one per hook), built from a connection read without blocking the event loop."""
-        if self._aclient is not None:
-            return self._aclient
-        from airflow_fc_async.core.fc import AsyncFcClient
-
-        return await self._abuild_once(
-            "_aclient", lambda s: AsyncFcClient(s.endpoint("fc"), s.credentials, **self._client_kwargs(s))
-        )
+        return cast("AsyncFcClient", await self._acached_client("_aclient", "fc:AsyncFcClient", "fc"))
 
     def get_sls_client(self) -> SlsClient:
         """The sync SLS (GetLogs) client: extra ``sls_endpoint``, else ``https://{region}.log.aliyuncs.com``."""
-        if self._sls is None:
-            from airflow_fc_async.core.sls import SlsClient
-
-            s = self.settings()
-            self._sls = SlsClient(s.endpoint("sls"), s.credentials, **self._client_kwargs(s))
-        return self._sls
+        return cast("SlsClient", self._cached_client("_sls", "sls:SlsClient", "sls"))
 
     async def aget_sls_client(self) -> AsyncSlsClient:
-        if self._asls is not None:
-            return self._asls
-        from airflow_fc_async.core.sls import AsyncSlsClient
-
-        return await self._abuild_once(
-            "_asls", lambda s: AsyncSlsClient(s.endpoint("sls"), s.credentials, **self._client_kwargs(s))
-        )
+        return cast("AsyncSlsClient", await self._acached_client("_asls", "sls:AsyncSlsClient", "sls"))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._sls is not None:
-            self._sls.close()
-            self._sls = None
+        self._close_clients("_client", "_sls")
 
     async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
-        if self._asls is not None:
-            await self._asls.aclose()
-            self._asls = None
+        await self._aclose_clients("_aclient", "_asls")
 
     def console_url(self, function_name: str, task_id: str, qualifier: str = "LATEST") -> str:
         """The FC console page of a task while the connection names a region and the FC endpoint is Alibaba
@@ -117,19 +86,14 @@ class FcHook(FcBaseHook):
 
     # -- sync --------------------------------------------------------------------------------------------------
     def invoke_async(
-        self,
-        function_name: str,
-        payload: Any = None,
-        *,
-        qualifier: str = "LATEST",
-        task_id: str | None = None,
-        delay_seconds: int | None = None,
+        self, function_name: str, payload: Any = None, **options: Unpack[InvokeOptions]
     ) -> AsyncInvocation:
-        inv = self.get_conn().invoke_async(
-            function_name, payload, qualifier=qualifier, task_id=task_id, delay_seconds=delay_seconds
-        )
+        """Start ``function_name`` asynchronously (``qualifier``, ``task_id``, ``delay_seconds``: see
+        :class:`~airflow_fc_async.core.fc_requests.InvokeOptions`)."""
+        inv = self.get_conn().invoke_async(function_name, payload, **options)
         # DEBUG: the operators log the accepted task themselves, and an INFO record through Airflow's handlers
         # costs about as much CPU as the HTTP call (measured by benchmarks/p2_client_cost).
+        qualifier = options.get("qualifier", "LATEST")
         self.log.debug(
             "Invoked %s:%s async: task id %s, request id %s",
             function_name,
@@ -146,31 +110,12 @@ class FcHook(FcBaseHook):
         return self.get_conn().get_async_task(function_name, task_id, qualifier=qualifier)
 
     def list_async_tasks(
-        self,
-        function_name: str,
-        *,
-        qualifier: str | None = None,
-        prefix: str | None = None,
-        status: str | TaskStatus | Iterable[str | TaskStatus] | None = None,
-        started_after: datetime | None = None,
-        started_before: datetime | None = None,
-        include_payload: bool = False,
-        newest_first: bool = True,
-        limit: int | None = None,
-        page_size: int = 100,
+        self, function_name: str | AsyncTaskQuery, **filters: Unpack[TaskFilters]
     ) -> Iterator[AsyncTask]:
-        return self.get_conn().list_async_tasks(
-            function_name,
-            qualifier=qualifier,
-            prefix=prefix,
-            status=status,
-            started_after=started_after,
-            started_before=started_before,
-            include_payload=include_payload,
-            newest_first=newest_first,
-            limit=limit,
-            page_size=page_size,
-        )
+        """The function's tasks, newest first unless ``newest_first=False``; ``qualifier``, ``prefix``, ``status``
+        (one or several), ``started_after``/``started_before``, ``include_payload``, ``limit``, ``page_size``:
+        see :class:`~airflow_fc_async.core.task_query.AsyncTaskQuery`."""
+        return self.get_conn().list_async_tasks(function_name, **filters)
 
     def stop_async_task(self, function_name: str, task_id: str, *, qualifier: str = "LATEST") -> None:
         self.get_conn().stop_async_task(function_name, task_id, qualifier=qualifier)
@@ -260,47 +205,48 @@ class FcHook(FcBaseHook):
         self, cursor: LogCursor, task: AsyncTask | None = None, *, max_pages: int = 20
     ) -> list[str]:
         """The new log lines of ``cursor``'s request (``task``: the latest read, for its instance and start)."""
-        if task is not None:
-            cursor.observe(task)
-        lines: list[str] = []
-        if not cursor.ready:
-            return lines
-        client = self.get_sls_client()
-        for _ in range(max_pages):
-            req = cursor.next_request(time.time())
-            try:
-                page = client.get_logs(
-                    cursor.project, cursor.logstore, req.from_time, req.to_time,
-                    query=req.query, topic=req.topic, line=req.line, offset=req.offset,
-                )  # fmt: skip
-            except FcInvalidArgumentError:
-                if not cursor.fulltext:
-                    raise
-                self.log.info("The logstore refuses the full-text query: reading by instance only")
-                cursor.disable_fulltext()
-                continue
-            lines += cursor.update(page.rows, req.line)
-            if not cursor.more:
-                break
-        return lines
+        flow = self._log_flow(cursor, task, max_pages)
+        try:
+            fetch = next(flow)
+            client = self.get_sls_client()
+            while True:
+                try:
+                    fetch = flow.send(fetch(client))
+                except FcInvalidArgumentError as exc:
+                    fetch = flow.throw(exc)
+        except StopIteration as done:
+            return list(done.value)
 
     async def aread_function_logs(
         self, cursor: LogCursor, task: AsyncTask | None = None, *, max_pages: int = 20
     ) -> list[str]:
         """The async twin of :meth:`read_function_logs` (triggers)."""
+        flow = self._log_flow(cursor, task, max_pages)
+        try:
+            fetch = next(flow)
+            client = await self.aget_sls_client()
+            while True:
+                try:
+                    fetch = flow.send(await fetch(client))
+                except FcInvalidArgumentError as exc:
+                    fetch = flow.throw(exc)
+        except StopIteration as done:
+            return list(done.value)
+
+    def _log_flow(
+        self, cursor: LogCursor, task: AsyncTask | None, max_pages: int
+    ) -> Generator[Callable[[Any], Any], Any, list[str]]:
+        """The log reading without I/O: yields a GetLogs call to make on the SLS client (sync or async) and is
+        sent its page, or thrown its FcInvalidArgumentError; returns the new lines."""
         if task is not None:
             cursor.observe(task)
         lines: list[str] = []
         if not cursor.ready:
             return lines
-        client = await self.aget_sls_client()
         for _ in range(max_pages):
             req = cursor.next_request(time.time())
             try:
-                page = await client.get_logs(
-                    cursor.project, cursor.logstore, req.from_time, req.to_time,
-                    query=req.query, topic=req.topic, line=req.line, offset=req.offset,
-                )  # fmt: skip
+                page = yield _get_logs(cursor, req)
             except FcInvalidArgumentError:
                 if not cursor.fulltext:
                     raise
@@ -314,18 +260,9 @@ class FcHook(FcBaseHook):
 
     # -- async (triggers) --------------------------------------------------------------------------------------
     async def ainvoke_async(
-        self,
-        function_name: str,
-        payload: Any = None,
-        *,
-        qualifier: str = "LATEST",
-        task_id: str | None = None,
-        delay_seconds: int | None = None,
+        self, function_name: str, payload: Any = None, **options: Unpack[InvokeOptions]
     ) -> AsyncInvocation:
-        client = await self.aget_conn()
-        return await client.invoke_async(
-            function_name, payload, qualifier=qualifier, task_id=task_id, delay_seconds=delay_seconds
-        )
+        return await (await self.aget_conn()).invoke_async(function_name, payload, **options)
 
     async def aget_async_task(
         self, function_name: str, task_id: str, *, qualifier: str = "LATEST"
@@ -338,32 +275,9 @@ class FcHook(FcBaseHook):
         await client.stop_async_task(function_name, task_id, qualifier=qualifier)
 
     async def alist_async_tasks(
-        self,
-        function_name: str,
-        *,
-        qualifier: str | None = None,
-        prefix: str | None = None,
-        status: str | TaskStatus | Iterable[str | TaskStatus] | None = None,
-        started_after: datetime | None = None,
-        started_before: datetime | None = None,
-        include_payload: bool = False,
-        newest_first: bool = True,
-        limit: int | None = None,
-        page_size: int = 100,
+        self, function_name: str | AsyncTaskQuery, **filters: Unpack[TaskFilters]
     ) -> AsyncIterator[AsyncTask]:
-        client = await self.aget_conn()
-        async for task in client.list_async_tasks(
-            function_name,
-            qualifier=qualifier,
-            prefix=prefix,
-            status=status,
-            started_after=started_after,
-            started_before=started_before,
-            include_payload=include_payload,
-            newest_first=newest_first,
-            limit=limit,
-            page_size=page_size,
-        ):
+        async for task in (await self.aget_conn()).list_async_tasks(function_name, **filters):
             yield task
 
     async def aget_async_invoke_config(
@@ -375,6 +289,14 @@ class FcHook(FcBaseHook):
     async def aget_function(self, function_name: str, *, qualifier: str | None = None) -> dict[str, Any]:
         client = await self.aget_conn()
         return await client.get_function(function_name, qualifier=qualifier)
+
+
+def _get_logs(cursor: LogCursor, req: LogRequest) -> Callable[[Any], Any]:
+    """The GetLogs call of ``req`` on a sync or an async SLS client (the latter returns its coroutine)."""
+    return lambda client: client.get_logs(
+        cursor.project, cursor.logstore, req.from_time, req.to_time,
+        query=req.query, topic=req.topic, line=req.line, offset=req.offset,
+    )  # fmt: skip
 
 
 def rerun_task_id(task_id: str) -> str:

@@ -7,13 +7,14 @@ region + account id). A thin adapter over :class:`~airflow_fc_async.core.mns.Mns
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from airflow_fc_async.hooks.base import FcBaseHook
 
 if TYPE_CHECKING:
     from airflow_fc_async.core.destination_receiver import ClaimedRecord
     from airflow_fc_async.core.mns import AsyncMnsClient, MnsClient, MnsMessage
+    from airflow_fc_async.core.mns_requests import QueueAttributes
     from airflow_fc_async.core.models import DestinationRecord
 
 __all__ = ["MnsHook"]
@@ -28,35 +29,20 @@ class MnsHook(FcBaseHook):
         self._aclient: AsyncMnsClient | None = None
 
     def get_conn(self) -> MnsClient:
-        if self._client is None:
-            from airflow_fc_async.core.mns import MnsClient
-
-            s = self.settings()
-            self._client = MnsClient(s.endpoint("mns"), s.credentials, **self._client_kwargs(s))
-        return self._client
+        return cast("MnsClient", self._cached_client("_client", "mns:MnsClient", "mns"))
 
     async def aget_conn(self) -> AsyncMnsClient:
         """The async client (one per hook, see :meth:`FcBaseHook._abuild_once`)."""
-        if self._aclient is not None:
-            return self._aclient
-        from airflow_fc_async.core.mns import AsyncMnsClient
-
-        return await self._abuild_once(
-            "_aclient", lambda s: AsyncMnsClient(s.endpoint("mns"), s.credentials, **self._client_kwargs(s))
-        )
+        return cast("AsyncMnsClient", await self._acached_client("_aclient", "mns:AsyncMnsClient", "mns"))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._close_clients("_client")
 
     async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
+        await self._aclose_clients("_aclient")
 
     # -- sync --------------------------------------------------------------------------------------------------
-    def create_queue(self, name: str, **attributes: int | None) -> bool:
+    def create_queue(self, name: str, **attributes: Unpack[QueueAttributes]) -> bool:
         """True when created, False when it existed (``visibility_timeout``, ``delay_seconds``, ... optional)."""
         return self.get_conn().create_queue(name, **attributes)
 
@@ -92,7 +78,7 @@ class MnsHook(FcBaseHook):
         return self.get_conn().change_message_visibility(queue, receipt_handle, visibility_timeout)
 
     # -- async (triggers) --------------------------------------------------------------------------------------
-    async def acreate_queue(self, name: str, **attributes: int | None) -> bool:
+    async def acreate_queue(self, name: str, **attributes: Unpack[QueueAttributes]) -> bool:
         return await (await self.aget_conn()).create_queue(name, **attributes)
 
     async def aget_queue_attributes(self, name: str) -> dict[str, str | int]:

@@ -20,32 +20,22 @@ from airflow_fc_async.core.fc_requests import FcRequests
 from airflow_fc_async.core.http import Op, Reply, handle_reply
 from airflow_fc_async.core.mns_requests import MnsRequests
 from airflow_fc_async.core.models import DestinationRecord
+from airflow_fc_async.core.task_query import AsyncTaskQuery
 
 _CREDS = Credentials("AKID", "secret")
 _FC = FcRequests("http://127.0.0.1:9", _CREDS)
 _MNS = MnsRequests("http://127.0.0.1:9", _CREDS)
-_PLAN = _FC._list_plan(
-    "fn",
-    qualifier=None,
-    prefix="p",
-    status=None,
-    started_after=None,
-    started_before=None,
-    include_payload=True,
-    newest_first=True,
-    limit=None,
-    page_size=100,
-)
+_QUERY = AsyncTaskQuery("fn", prefix="p", include_payload=True)
 
 OPS: dict[str, Callable[[], Op[Any] | Any]] = {
     "InvokeFunction(async)": lambda: _FC._invoke_async_op("fn", {"a": 1}, "LATEST", "t1", None).op,
     "InvokeFunction(sync)": lambda: _FC._invoke_sync_op("fn", b"x", "LATEST"),
     "GetAsyncTask": lambda: _FC._get_task_op("fn", "t1", "LATEST"),
     "StopAsyncTask": lambda: _FC._stop_task_op("fn", "t1", "LATEST"),
-    "ListAsyncTasks": lambda: _FC._list_page_op(_PLAN, None, 0),
+    "ListAsyncTasks": lambda: _FC._task_pager(_QUERY).next_request(),
     "GetAsyncInvokeConfig": lambda: _FC._get_config_op("fn", "LATEST"),
     "DeleteAsyncInvokeConfig": lambda: _FC._delete_config_op("fn", "LATEST"),
-    "ListAsyncInvokeConfigs": lambda: _FC._list_configs_op(None, None),
+    "ListAsyncInvokeConfigs": lambda: _FC._config_pager(None).next_request(),
     "GetFunction": lambda: _FC._get_function_op("fn", None),
     "MNS ReceiveMessage": lambda: _MNS._receive_op("q", 16, 1, False),
     "MNS PeekMessage": lambda: _MNS._receive_op("q", 1, None, True),

@@ -15,7 +15,7 @@ from aiohttp import web
 from requests.structures import CaseInsensitiveDict
 
 from airflow_fc_async.core.credentials import Credentials
-from airflow_fc_async.core.errors import FcConflictError, FcNotFoundError, FcServerError
+from airflow_fc_async.core.errors import FcConflictError, FcNotFoundError, FcServerError, FcValidationError
 from airflow_fc_async.core.fc import AsyncFcClient, FcClient
 from airflow_fc_async.core.http import RetryPolicy
 from airflow_fc_async.core.models import AsyncInvokeConfig, TaskStatus
@@ -26,6 +26,7 @@ from airflow_fc_async.core.signing import (
     fc_string_to_sign,
     parse_fc_authorization,
 )
+from airflow_fc_async.core.task_query import AsyncTaskQuery
 from airflow_fc_async.core.validation import check_task_id
 
 EP = "https://1234.cn-hangzhou.fc.aliyuncs.com"
@@ -260,6 +261,16 @@ def test_list_stops_on_a_repeated_token(rsps, fc) -> None:
     rsps.get(TASKS, json={"tasks": [task_json("b")], "nextToken": "same"})
     assert [t.task_id for t in fc.list_async_tasks("my-func")] == ["a", "b"]
     assert len(rsps.calls) == 2
+
+
+def test_list_takes_a_query_built_once(rsps, fc) -> None:
+    rsps.get(TASKS, json={"tasks": [task_json("a", "Failed"), task_json("b", "Succeeded")]})
+    query = AsyncTaskQuery("my-func", status=["Failed", "Stopped"], limit=5)
+    assert [t.task_id for t in fc.list_async_tasks(query)] == ["a"]
+    with pytest.raises(TypeError, match="not both"):
+        fc.list_async_tasks(query, limit=1)
+    with pytest.raises(FcValidationError, match="page_size"):
+        AsyncTaskQuery("my-func", page_size=0)
 
 
 # -- configs and functions -------------------------------------------------------------------------------------

@@ -221,6 +221,8 @@ def test_queues(rsps, mns) -> None:
     )
     rsps.put(url, status=204)
     assert mns.create_queue("fc-dest") is False
+    with pytest.raises(TypeError, match="visibility"):
+        mns.create_queue("fc-dest", visibility=5)  # type: ignore[call-arg]
     rsps.put(url, status=409, body=xml("Error", "<Code>QueueAlreadyExist</Code><Message>differs</Message>"))
     assert mns.create_queue("fc-dest", visibility_timeout=5) is False
     rsps.get(
