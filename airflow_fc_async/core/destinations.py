@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_fc_async.core.models import DestinationRecord
+from airflow_fc_async.core.policies import MAX_HOLD_SECONDS, capped_doubling
 
 __all__ = [
     "BatchPlan",
@@ -90,7 +91,7 @@ class SharePolicy:
 
     hand_back: int = 1
     sweep_hold: int = 30
-    max_hold: int = 900
+    max_hold: int = MAX_HOLD_SECONDS
     batch_size: int = 16
     long_poll: int = 20
     max_backoff: float = 10.0
@@ -111,13 +112,13 @@ class SharePolicy:
         """Seconds a foreign message stays invisible after this process received it for the ``touches``-th time."""
         if touches <= 1:
             return self.sweep_hold if full_batch else self.hand_back
-        return min(self.max_hold, self.sweep_hold * (1 << min(touches - 2, 30)))
+        return int(capped_doubling(self.sweep_hold, min(touches - 2, 30), self.max_hold))
 
     def backoff(self, idle_batches: int) -> float:
         """The pause before the next receive after ``idle_batches`` batches in a row brought nothing new."""
         if idle_batches <= 0:
             return 0.0
-        return min(self.max_backoff, 2.0 ** (idle_batches - 1))
+        return capped_doubling(1.0, idle_batches - 1, self.max_backoff)
 
     def max_touches(self, seconds: float) -> int:
         """At most this many receives of one foreign message by one process within ``seconds`` (the bound the
