@@ -60,25 +60,18 @@ class AsyncReceiver(ReceiverBase):
     async def _run(self) -> None:
         try:
             self.visibility = await self._queue_visibility()
-            errors = 0
             while not self._stop_if_idle():
                 self.polling = True
                 try:
-                    messages = await self.client.receive_messages(
-                        self.queue,
-                        max_messages=self.dispatch.policy.batch_size,
-                        wait_seconds=self.dispatch.policy.long_poll,
-                    )
+                    messages = await self.client.receive_messages(self.queue, **self._receive_args)
                 except FcError as exc:
-                    errors += 1
-                    pause = self._receive_failed(exc, errors)
+                    pause = self._receive_failed(exc)
                     if pause is None:
                         break
                     await self._pause(pause)
                     continue
                 finally:
                     self.polling = False
-                errors = 0
                 plan = self._next_plan(messages)
                 await self._apply(plan)
                 if plan.delay:

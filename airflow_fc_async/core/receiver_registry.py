@@ -228,21 +228,28 @@ class ReceiverBase:
         self.dispatch = dispatch
         self.visibility: int | None = None
         self.stopping = False  # set by stop_receivers(): stop even with stored messages left to delete
+        self.errors = 0  # failed receives in a row
+        self._receive_args = {
+            "max_messages": dispatch.policy.batch_size,
+            "wait_seconds": dispatch.policy.long_poll,
+        }
 
     def _next_plan(self, messages: list[Any]) -> BatchPlan:
+        self.errors = 0
         with REGISTRY.lock:
             REGISTRY.count("receive")
             REGISTRY.count("received", len(messages))
             return self.dispatch.plan(messages, time.monotonic(), self.visibility)
 
-    def _receive_failed(self, exc: FcError, errors: int) -> float | None:
-        """The pause after failed receive number ``errors`` in a row; None (every waiter gets ``exc``) when
+    def _receive_failed(self, exc: FcError) -> float | None:
+        """The pause after a failed receive (by the failures in a row); None (every waiter gets ``exc``) when
         retrying cannot fix it."""
         if not exc.retryable:
             self._fail_all(exc)
             return None
+        self.errors += 1
         log.warning("receiving from MNS queue %s failed (%s); retrying", self.queue, exc)
-        return error_pause(errors)
+        return error_pause(self.errors)
 
     def _fail_all(self, exc: BaseException) -> None:
         with REGISTRY.lock:

@@ -48,22 +48,15 @@ class ThreadReceiver(ReceiverBase):
     def _run(self) -> None:
         try:
             self.visibility = self._queue_visibility()
-            errors = 0
             while not self._stop_if_idle():
                 try:
-                    messages = self.client.receive_messages(
-                        self.queue,
-                        max_messages=self.dispatch.policy.batch_size,
-                        wait_seconds=self.dispatch.policy.long_poll,
-                    )
+                    messages = self.client.receive_messages(self.queue, **self._receive_args)
                 except FcError as exc:
-                    errors += 1
-                    pause = self._receive_failed(exc, errors)
+                    pause = self._receive_failed(exc)
                     if pause is None:
                         break
                     self._pause(pause)
                     continue
-                errors = 0
                 plan = self._next_plan(messages)
                 self._apply(plan)
                 if plan.delay:
