@@ -26,7 +26,8 @@ def test_the_policies_compute_with_the_one_formula() -> None:
     # the values each wrote with its own expression before core/policies.py
     retry = RetryPolicy(jitter=False)
     assert [retry.delay(n) for n in range(1, 8)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
-    share = SharePolicy()
+    share = policies.SharePolicy()
+    assert share == SharePolicy()  # the name callers import from core.destinations
     assert [share.backoff(n) for n in range(6)] == [0.0, 1.0, 2.0, 4.0, 8.0, 10.0]
     assert [share.foreign_hold(k, full_batch=False) for k in range(1, 8)] == [1, 30, 60, 120, 240, 480, 900]
     assert all(type(share.foreign_hold(k, full_batch=True)) is int for k in range(1, 40))
