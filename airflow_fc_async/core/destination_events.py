@@ -14,6 +14,7 @@ from typing import Any
 from airflow_fc_async.core.errors import FcValidationError
 from airflow_fc_async.core.mns_requests import MnsMessage
 from airflow_fc_async.core.models import DestinationRecord
+from airflow_fc_async.core.policies import ERROR_PAUSE_CAP, capped_doubling, error_pause
 
 __all__ = [
     "SUCCESS_CONDITION",
@@ -116,9 +117,9 @@ def _conditions(value: Iterable[str] | str | None) -> frozenset[str] | None:
 def foreign_hand_back_seconds(dequeue_count: int, *, base: int = 5, cap: int = 300) -> int:
     """How long a foreign message stays invisible once handed back: doubling with its dequeue count, so a
     shared queue's other messages are not received over and over (a dedicated queue has none)."""
-    return int(min(cap, base * 2 ** max(0, min(dequeue_count, 16) - 1)))
+    return int(capped_doubling(base, min(dequeue_count, 16) - 1, cap))
 
 
-def receive_error_backoff(errors: int, *, cap: float = 30.0) -> float:
+def receive_error_backoff(errors: int, *, cap: float = ERROR_PAUSE_CAP) -> float:
     """Seconds to wait after ``errors`` consecutive failed receives (the destination receiver's schedule)."""
-    return float(min(cap, 2.0 ** max(1, errors)))
+    return error_pause(max(1, errors), cap=cap)

@@ -53,13 +53,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_fc_async.core.models import DestinationRecord
+from airflow_fc_async.core.policies import SharePolicy
 
 __all__ = [
     "BatchPlan",
@@ -82,59 +82,6 @@ class ReceivedMessage(Protocol):
     def receipt_handle(self) -> str | None: ...
     @property
     def body(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class SharePolicy:
-    """How a receiver shares a queue: holds of foreign messages, receive back-off, memory sizes."""
-
-    hand_back: int = 1
-    sweep_hold: int = 30
-    max_hold: int = 900
-    batch_size: int = 16
-    long_poll: int = 20
-    max_backoff: float = 10.0
-    memory_size: int = 200_000
-    pending_seconds: float = 300.0
-    record_touches: int = 200
-    function_memory: float = 900.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.hand_back <= self.sweep_hold <= self.max_hold <= 43200:
-            raise ValueError("need 1 <= hand_back <= sweep_hold <= max_hold <= 43200")
-        if not 1 <= self.batch_size <= 16:
-            raise ValueError(f"batch_size must be 1..16, got {self.batch_size}")
-        if not 0 <= self.long_poll <= 30:
-            raise ValueError(f"long_poll must be 0..30 s, got {self.long_poll}")
-
-    def foreign_hold(self, touches: int, *, full_batch: bool) -> int:
-        """Seconds a foreign message stays invisible after this process received it for the ``touches``-th time."""
-        if touches <= 1:
-            return self.sweep_hold if full_batch else self.hand_back
-        return min(self.max_hold, self.sweep_hold * (1 << min(touches - 2, 30)))
-
-    def backoff(self, idle_batches: int) -> float:
-        """The pause before the next receive after ``idle_batches`` batches in a row brought nothing new."""
-        if idle_batches <= 0:
-            return 0.0
-        return min(self.max_backoff, 2.0 ** (idle_batches - 1))
-
-    def max_touches(self, seconds: float) -> int:
-        """At most this many receives of one foreign message by one process within ``seconds`` (the bound the
-        schedule promises; the shortest holds are assumed: hand back at once on the first receive)."""
-        touches, t = 1, 0.0
-        while True:
-            t += self.foreign_hold(touches, full_batch=False)
-            if t > seconds:
-                return touches
-            touches += 1
-            if self.foreign_hold(touches, full_batch=False) >= self.max_hold:
-                return touches + math.floor((seconds - t) / self.max_hold)
-
-    @property
-    def memory_seconds(self) -> float:
-        """How long a message's receive count is remembered: longer than any hold, so the schedule holds."""
-        return 2.0 * self.max_hold
 
 
 _ids = itertools.count(1)

@@ -30,6 +30,7 @@ from airflow_fc_async.core.errors import (
     FcValidationError,
     api_error,
 )
+from airflow_fc_async.core.policies import capped_doubling
 
 __all__ = [
     "BaseUrl",
@@ -158,6 +159,11 @@ class Call:
     body: bytes
     action: str
     read_timeout: float | None = None
+
+    @property
+    def where(self) -> str:
+        """The URL without its query, for messages (the query may carry a signature)."""
+        return self.url.split("?", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +339,7 @@ class RetryPolicy:
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, int | float) and retry_after > 0:
             return min(float(retry_after), self.max_retry_after)
-        backoff = min(self.max_delay, self.base_delay * 2 ** (attempt_number - 1))
+        backoff = capped_doubling(self.base_delay, attempt_number - 1, self.max_delay)
         return random.uniform(backoff / 2, backoff) if self.jitter else backoff
 
     def log_retry(self, action: str, attempt_number: int, exc: BaseException | None, sleep: float) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_fc_async.core.errors import FcError
 from airflow_fc_async.core.models import AsyncTask
+from airflow_fc_async.core.policies import LONG_POLL_READ_TIMEOUT, PERMANENT_ERROR_PAUSE, error_pause
 from airflow_fc_async.core.status_board import FleetPolicy, StatusBoard
 from airflow_fc_async.core.waiting import WaitPolicy
 
@@ -38,7 +39,6 @@ __all__ = ["TaskWatch", "poller_stats", "reset_pollers", "watch_task"]
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str, str]
-PERMANENT_ERROR_PAUSE = 300.0
 
 
 @dataclass
@@ -174,10 +174,8 @@ async def watch_task(
 
 class _Poller:
     def __init__(self, fleet: _Fleet, template: AsyncFcClient) -> None:
-        from airflow_fc_async.core.destination_receiver import _clone  # the MNS receivers' client copy
-
         self.fleet = fleet
-        self.client: AsyncFcClient = _clone(template)
+        self.client: AsyncFcClient = template.clone(min_read_timeout=LONG_POLL_READ_TIMEOUT)
         self.wake = asyncio.Event()
         self.task = fleet.loop.create_task(self._run(), name=f"fc-status-poller-{fleet.key[2]}")
 
@@ -206,7 +204,7 @@ class _Poller:
                     with _REGISTRY.lock:
                         _REGISTRY.count("errors")
                     if exc.retryable:
-                        pause = min(30.0, 2.0**errors)
+                        pause = error_pause(errors)
                         log.warning("listing FC tasks of %s failed (%s); retrying", self.fleet.key[2], exc)
                     else:
                         pause = PERMANENT_ERROR_PAUSE

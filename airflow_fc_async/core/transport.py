@@ -1,37 +1,26 @@
-"""The wire: one pooled ``requests`` adapter (sync) or one ``aiohttp`` session (async), and the retry loop.
+"""The retry loop and the two senders: :class:`SyncSender` (``requests``) and :class:`AsyncSender` (``aiohttp``).
 
-CPU per call matters (a DAG may poll hundreds of tasks), so the sync sender skips what it does not need:
-``trust_env`` is off (no proxy environment lookup per call; pass ``proxies`` explicitly instead), the
-request is prepared by hand (the URL is already encoded exactly as signed, so nothing may re-encode it) and
-handed to the adapter directly (no cookie jar, no redirects, no hooks). The async sender passes the URL as
-``yarl.URL(..., encoded=True)`` for the same reason. aiohttp is imported only when an async client first sends,
-and then in a worker thread: importing it on the event loop blocks every trigger of the triggerer for that long
-(0.1-0.7 s here; more without cached bytecode or under load).
+A sender is a :class:`~airflow_fc_async.core.http.RequestBuilder` (it builds and signs, no I/O) with a transport:
+:class:`~airflow_fc_async.core.transport_sync.SyncTransport` (one pooled, trimmed ``requests`` adapter) or
+:class:`~airflow_fc_async.core.transport_async.AsyncTransport` (one ``aiohttp`` session per loop, imported on first
+send, off the loop). :func:`run_sync` and :func:`run_async` sign, send and read one operation under the client's
+:class:`~airflow_fc_async.core.http.RetryPolicy`. :meth:`SyncSender.clone` gives a long-running loop (an MNS
+receiver, the status poller) its own client like the caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import sys
-import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import HTTPError, NewConnectionError
-from urllib3.util import Timeout
+from typing import Any, Self, TypeVar, overload
 
 from airflow_fc_async.core.credentials import Credentials
-from airflow_fc_async.core.errors import FcError, FcTransportError
+from airflow_fc_async.core.errors import FcError
 from airflow_fc_async.core.http import (
     Call,
-    FcConnectError,
     Op,
     Reply,
     RequestBuilder,
@@ -39,283 +28,14 @@ from airflow_fc_async.core.http import (
     handle_reply,
     request_id_of,
 )
-
-if TYPE_CHECKING:
-    import aiohttp
+from airflow_fc_async.core.transport_async import AsyncTransport
+from airflow_fc_async.core.transport_sync import SyncTransport
 
 __all__ = ["AsyncSender", "AsyncTransport", "SyncSender", "SyncTransport", "run_async", "run_sync"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class _LeanAdapter(HTTPAdapter):
-    """``HTTPAdapter`` without the per-call work a signed API client does not need.
-
-    ``send`` itself is the base one (so ``responses`` and other adapter-level mocks still see every call); the
-    steps it delegates are trimmed: the pool of our one host is looked up once, the path is cut from the URL
-    without re-parsing it, and the response is read at once into ``Response._content`` with no cookie jar
-    (the APIs set no cookies) and no encoding sniffing.
-    """
-
-    def __init__(self, *, pool_maxsize: int) -> None:
-        super().__init__(pool_connections=2, pool_maxsize=pool_maxsize, max_retries=0)
-        self._pools: dict[tuple[str, object, object], Any] = {}
-
-    def get_connection_with_tls_context(
-        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
-    ) -> Any:
-        if proxies:
-            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-        url = request.url or ""
-        key = (url[: _path_start(url)], verify, cert)
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, cert=cert)
-        return pool
-
-    def request_url(self, request: requests.PreparedRequest, proxies: Any) -> str:
-        url = request.url or ""
-        if proxies and not url.startswith("https"):
-            return super().request_url(request, proxies)
-        return url[_path_start(url) :] or "/"
-
-    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        # Response() would build a cookie jar and a header dict that are thrown away at once.
-        response = requests.Response.__new__(requests.Response)
-        response.__dict__.update(_RESPONSE_DEFAULTS)
-        response.history = []
-        response.status_code = resp.status
-        response.headers = resp.headers  # urllib3's HTTPHeaderDict: case-insensitive already
-        response.raw = resp
-        response.reason = resp.reason
-        response.url = req.url or ""
-        response.request = req
-        response.connection = self
-        response._content = resp.read(decode_content=True)  # the connection goes back to the pool here
-        return response
-
-    def close(self) -> None:
-        self._pools.clear()
-        super().close()
-
-
-_RESPONSE_DEFAULTS: dict[str, Any] = {
-    "_content_consumed": True,
-    "_next": None,
-    "encoding": None,
-    "cookies": None,
-    "elapsed": None,
-}
-
-
-def _path_start(url: str) -> int:
-    """Index of the path in ``scheme://host[:port]/path?query``."""
-    at = url.find("/", url.find("://") + 3)
-    return at if at != -1 else len(url)
-
-
-class SyncTransport:
-    """Sends :class:`Call` objects over one pooled connection set (thread-safe, like ``requests`` adapters)."""
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        proxies: Mapping[str, str] | None = None,
-        verify: bool | str = True,
-        pool_size: int = 10,
-    ) -> None:
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self._proxies = dict(proxies) if proxies else None
-        self._verify = verify
-        self.session = requests.Session()
-        self.session.trust_env = False  # no per-call proxy/netrc environment lookups; see ``proxies``
-        self._adapter = _LeanAdapter(pool_maxsize=pool_size)
-        self.session.mount("http://", self._adapter)
-        self.session.mount("https://", self._adapter)
-        self._timeouts: dict[float, Timeout] = {}
-
-    def _timeout(self, read: float | None) -> Timeout:
-        read = read or self.read_timeout
-        timeout = self._timeouts.get(read)
-        if timeout is None:
-            timeout = self._timeouts[read] = Timeout(connect=self.connect_timeout, read=read)
-        return timeout
-
-    def send(self, call: Call) -> Reply:
-        request = requests.PreparedRequest()
-        request.method = call.method
-        request.url = call.url
-        headers: dict[str, str] = call.headers
-        if call.body or call.method in ("POST", "PUT"):
-            headers = {**headers, "Content-Length": str(len(call.body))}  # the spelling requests checks for
-        request.headers = headers  # type: ignore[assignment]  # lowercase keys; urllib3 compares case-insensitively
-        request.body = call.body or None
-        request.hooks = {"response": []}
-        try:
-            resp = self._adapter.send(
-                request,
-                timeout=self._timeout(call.read_timeout),  # type: ignore[arg-type]  # a urllib3 Timeout is accepted
-                verify=self._verify,
-                proxies=self._proxies,
-            )
-        except requests.ConnectTimeout as exc:
-            raise FcConnectError(f"{call.action}: connect timeout to {_where(call)}: {exc}") from None
-        except requests.ConnectionError as exc:
-            reason = getattr(exc.args[0], "reason", None) if exc.args else None
-            cls = FcConnectError if isinstance(reason, NewConnectionError) else FcTransportError
-            raise cls(f"{call.action}: connection error to {_where(call)}: {exc}") from None
-        except (requests.RequestException, HTTPError) as exc:
-            raise FcTransportError(
-                f"{call.action}: {type(exc).__name__} from {_where(call)}: {exc}"
-            ) from None
-        return Reply(resp.status_code, resp.headers, resp.content)
-
-    def close(self) -> None:
-        self.session.close()
-
-
-_IMPORT_LOCK = threading.Lock()
-_IMPORTING: Future[Any] | None = None
-
-
-async def _import_aiohttp() -> None:
-    """Import aiohttp (and yarl) once per process, off the event loop; concurrent callers share the import."""
-    global _IMPORTING
-    if "aiohttp" in sys.modules and "yarl" in sys.modules:
-        return
-    with _IMPORT_LOCK:
-        if _IMPORTING is None:
-            _IMPORTING = Future()
-            threading.Thread(target=_import_in_thread, args=(_IMPORTING,), daemon=True).start()
-        importing = _IMPORTING
-    await asyncio.wrap_future(importing)
-
-
-def _import_in_thread(done: Future[Any]) -> None:
-    try:
-        importlib.import_module("aiohttp")
-        importlib.import_module("yarl")
-        done.set_result(None)
-    except BaseException as exc:  # every waiter sees the ImportError
-        done.set_exception(exc)
-
-
-class _SharedSession:
-    """One ``aiohttp.ClientSession`` per event loop and pool shape, shared by every async client of the loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
-        self.loop = loop
-        self.session = session
-        self.users = 0
-
-
-_SESSIONS: dict[tuple[int, str, int, bool], _SharedSession] = {}
-
-
-class AsyncTransport:
-    """The async twin: one ``aiohttp.ClientSession``, created on first use inside the running event loop.
-
-    With ``share`` (a name, e.g. the endpoint) the transports of one loop with the same ``share``, pool size
-    and TLS check send through one session: a triggerer's thousand triggers (each with its own hook and client) then
-    hold at most ``pool_size`` connections to FC instead of one each (a thousand first reads at once opened a
-    thousand connections: on the emulator a thread each, 13 s per request under load; on FC a TLS handshake each,
-    on the loop). The session closes when the last client of the loop using it closes.
-    """
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        proxies: Mapping[str, str] | None = None,
-        verify: bool = True,
-        pool_size: int = 10,
-        share: str | None = None,
-    ) -> None:
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self._proxies = dict(proxies) if proxies else {}
-        self._verify = verify
-        self._pool_size = pool_size
-        self._share = share
-        self._shared: _SharedSession | None = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        shared = self._shared
-        if shared is not None and not shared.session.closed:
-            return shared.session
-        if shared is not None:
-            shared.users -= 1
-        loop = asyncio.get_running_loop()
-        key = (id(loop), self._share or "", self._pool_size, bool(self._verify))
-        shared = _SESSIONS.get(key) if self._share is not None else None
-        if shared is None or shared.loop is not loop or shared.session.closed:
-            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=bool(self._verify))
-            session = aiohttp.ClientSession(  # no cookie jar: the APIs set none, and clients may share it
-                connector=connector,
-                trust_env=False,
-                auto_decompress=True,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-            shared = _SharedSession(loop, session)
-            if self._share is not None:
-                _SESSIONS[key] = shared
-        shared.users += 1
-        self._shared = shared
-        return shared.session
-
-    async def send(self, call: Call) -> Reply:
-        await _import_aiohttp()
-        import aiohttp
-        from yarl import URL
-
-        session = self._get_session()
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.connect_timeout, sock_read=call.read_timeout or self.read_timeout
-        )
-        url = URL(call.url, encoded=True)
-        try:
-            async with session.request(
-                call.method,
-                url,
-                headers=call.headers,
-                data=call.body or None,
-                # aiohttp adds "Content-Type: application/octet-stream" to a body-less PUT/POST: an unsigned
-                # header that MNS (and the emulator) reject with SignatureDoesNotMatch.
-                skip_auto_headers=() if call.body else ("Content-Type",),
-                timeout=timeout,
-                proxy=self._proxies.get(url.scheme),
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                return Reply(resp.status, resp.headers, body)
-        except aiohttp.ClientConnectorError as exc:
-            raise FcConnectError(f"{call.action}: cannot connect to {_where(call)}: {exc}") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise FcTransportError(
-                f"{call.action}: {type(exc).__name__} from {_where(call)}: {exc or 'timeout'}"
-            ) from None
-
-    async def aclose(self) -> None:
-        shared, self._shared = self._shared, None
-        if shared is None:
-            return
-        shared.users -= 1
-        if shared.users <= 0 and not shared.session.closed:
-            for key, found in list(_SESSIONS.items()):
-                if found is shared:
-                    del _SESSIONS[key]
-            await shared.session.close()
-
-
-def _where(call: Call) -> str:
-    return call.url.split("?", 1)[0]
+S = TypeVar("S", bound="_Sender")
 
 
 def _log_reply(call: Call, reply: Reply) -> None:
@@ -324,7 +44,7 @@ def _log_reply(call: Call, reply: Reply) -> None:
             "%s %s %s -> %d (request id %s)",
             call.action,
             call.method,
-            _where(call),
+            call.where,
             reply.status,
             request_id_of(reply.headers),
         )
@@ -381,12 +101,8 @@ async def _aonce(op: Op[T], sign: Callable[[Op[Any]], Call], transport: AsyncTra
     return handle_reply(op, reply)
 
 
-class SyncSender(RequestBuilder):
-    """Sends a builder's requests over one pooled ``requests`` session (thread-safe); :meth:`close` when done.
-
-    ``proxies`` (e.g. ``{"https": "http://proxy:3128"}``) replaces the proxy environment variables, which are
-    not read (``trust_env`` is off to keep per-call CPU low).
-    """
+class _Sender(RequestBuilder):
+    """What both senders share: the constructor's options and :meth:`clone`; subclasses make the transport."""
 
     def __init__(
         self,
@@ -409,12 +125,52 @@ class SyncSender(RequestBuilder):
             retry=retry,
             **options,
         )
-        self._transport = SyncTransport(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            proxies=proxies,
-            verify=verify,
-            pool_size=pool_size or self.default_pool_size,
+        self._proxies = dict(proxies) if proxies else None
+        self._verify = verify
+        self._transport = self._new_transport(endpoint, pool_size or self.default_pool_size)
+
+    def _new_transport(self, endpoint: str, pool_size: int) -> Any:
+        raise NotImplementedError
+
+    @overload
+    def clone(self, cls: None = None, *, min_read_timeout: float = 0.0) -> Self: ...
+    @overload
+    def clone(self, cls: type[S], *, min_read_timeout: float = 0.0) -> S: ...
+    def clone(self, cls: type[_Sender] | None = None, *, min_read_timeout: float = 0.0) -> _Sender:
+        """A new client with its own connections, of ``cls`` (else this class; a sync client may come from an
+        async one): same endpoint, credentials, connect timeout, retry policy, proxies and TLS verification; the read
+        timeout at least ``min_read_timeout`` (a long poll's). For a loop that outlives the caller's client."""
+        extra: dict[str, Any] = {}
+        if self._proxies:
+            extra["proxies"] = self._proxies
+        if self._verify is not True:
+            extra["verify"] = self._verify
+        return (cls or type(self))(
+            self.endpoint,
+            self.credentials,
+            connect_timeout=self.connect_timeout,
+            read_timeout=max(self.read_timeout, min_read_timeout),
+            retry=self.retry,
+            **extra,
+        )
+
+
+class SyncSender(_Sender):
+    """Sends a builder's requests over one pooled ``requests`` session (thread-safe); :meth:`close` when done.
+
+    ``proxies`` (e.g. ``{"https": "http://proxy:3128"}``) replaces the proxy environment variables, which are
+    not read (``trust_env`` is off to keep per-call CPU low).
+    """
+
+    _transport: SyncTransport
+
+    def _new_transport(self, endpoint: str, pool_size: int) -> SyncTransport:
+        return SyncTransport(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            proxies=self._proxies,
+            verify=self._verify,
+            pool_size=pool_size,
         )
 
     def _run(self, op: Op[Any]) -> Any:
@@ -430,7 +186,7 @@ class SyncSender(RequestBuilder):
         self.close()
 
 
-class AsyncSender(RequestBuilder):
+class AsyncSender(_Sender):
     """The asyncio twin of :class:`SyncSender` (aiohttp, imported on first use); :meth:`aclose` when done.
 
     ``share_pool``: the clients of this class in one loop send through one session per endpoint (see
@@ -438,34 +194,15 @@ class AsyncSender(RequestBuilder):
     """
 
     share_pool = False
+    _transport: AsyncTransport
 
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        proxies: dict[str, str] | None = None,
-        verify: bool = True,
-        pool_size: int | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            endpoint,
-            credentials,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            **options,
-        )
-        self._transport = AsyncTransport(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            proxies=proxies,
-            verify=verify,
-            pool_size=pool_size or self.default_pool_size,
+    def _new_transport(self, endpoint: str, pool_size: int) -> AsyncTransport:
+        return AsyncTransport(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            proxies=self._proxies,
+            verify=bool(self._verify),
+            pool_size=pool_size,
             share=f"{type(self).__name__} {endpoint}" if self.share_pool else None,
         )
 

@@ -18,6 +18,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_fc_async.core.errors import FcError
+from airflow_fc_async.core.policies import TRIGGER_HOLD_SECONDS
 
 __all__ = ["FcDestinationTrigger"]
 
@@ -44,7 +45,7 @@ class FcDestinationTrigger(BaseTrigger):
         fc_conn_id: str = "fc_default",
         timeout_at: float | None = None,
         delete_on_read: bool = True,
-        hold_seconds: int = 900,
+        hold_seconds: int = TRIGGER_HOLD_SECONDS,
         function_name: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]

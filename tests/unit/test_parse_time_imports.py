@@ -11,8 +11,9 @@ import sys
 
 import airflow_fc_async.core
 
-PARSE_TIME_CORE = {"errors", "durations"}
-"""The only core modules a DAG parse may load: the error tree (``except`` clauses) and argument durations."""
+PARSE_TIME_CORE = {"errors", "durations", "policies"}
+"""The only core modules a DAG parse may load: the error tree (``except`` clauses), argument durations and the
+policy constants (argument defaults such as hold times; stdlib only)."""
 
 _CORE = {m.name for m in pkgutil.iter_modules(airflow_fc_async.core.__path__)}
 RUNTIME_ONLY = [

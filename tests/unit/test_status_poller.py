@@ -159,6 +159,9 @@ class ListClient:
         self.credentials = credentials or Credentials("ak", "sk")
         self.connect_timeout, self.read_timeout, self.retry = 1.0, 1.0, None
 
+    def clone(self, cls: Any = None, *, min_read_timeout: float = 0.0) -> ListClient:
+        return ListClient(self.endpoint, self.credentials)
+
     def list_async_tasks(self, function_name: str, **kwargs: Any) -> AsyncIterator[AsyncTask]:
         assert kwargs["newest_first"] is False and kwargs["qualifier"] == "LATEST"
         begin = kwargs["started_after"].timestamp()

@@ -1,0 +1,126 @@
+"""Every back-off formula and every pause, hold and margin constant of the package, each written once.
+
+The policy objects compute with these. :class:`SharePolicy` (holds of shared-queue messages, receive back-off) lives
+here; the others stay beside what they govern: :class:`~airflow_fc_async.core.http.RetryPolicy` (HTTP retries of one
+call), :class:`~airflow_fc_async.core.waiting.WaitPolicy` (status reads) and
+:class:`~airflow_fc_async.core.status_board.FleetPolicy` (shared scans, derived from a WaitPolicy). The long-running
+loops (the MNS receivers, the status poller, the destination-event trigger) pause after an error by
+:func:`error_pause`. To change a back-off, change it here (or the policy's default), and its unit test.
+
+Pure and cheap to import (stdlib only): adapters import it at DAG-parse time. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFER_MARGIN",
+    "ERROR_PAUSE_CAP",
+    "HANDOFF_SECONDS",
+    "LONG_POLL_READ_TIMEOUT",
+    "MAX_HOLD_SECONDS",
+    "PERMANENT_ERROR_PAUSE",
+    "SYNC_HOLD_SECONDS",
+    "TRIGGER_HOLD_SECONDS",
+    "SharePolicy",
+    "capped_doubling",
+    "error_pause",
+    "result_reread_delay",
+]
+
+DEFER_MARGIN = 60.0
+"""Seconds between a trigger's own deadline and the deferral timeout: the trigger's deadline fires first, so the
+task resumes with the trigger's event rather than Airflow's timeout."""
+
+SYNC_HOLD_SECONDS = 60
+"""How long a claimed destination record's message stays invisible for a blocking caller (it stores the record at
+once, then deletes the message)."""
+
+TRIGGER_HOLD_SECONDS = 900
+"""How long a claimed record's message stays invisible when a trigger claims it: the worker that resumes the task
+stores the record and deletes the message, which may take the triggerer-to-worker hand-over (minutes)."""
+
+MAX_HOLD_SECONDS = 900
+"""The longest a receiver keeps a foreign message of a shared queue invisible (``SharePolicy.max_hold``)."""
+
+HANDOFF_SECONDS = 30.0
+"""How long a timed-out waiter still waits for a record a receiver already took off the queue for it (its hold)."""
+
+LONG_POLL_READ_TIMEOUT = 35.0
+"""The least read timeout of a long-running loop's own client: above MNS's longest long poll (30 s)."""
+
+ERROR_PAUSE_CAP = 30.0
+"""The longest pause of a long-running loop between retries of a failing request."""
+
+PERMANENT_ERROR_PAUSE = 300.0
+"""The status poller's pause after an error retrying cannot fix (each trigger reads its own task meanwhile)."""
+
+
+def capped_doubling(base: float, doublings: int, cap: float) -> float:
+    """``base * 2**doublings``, at most ``cap``: the one exponential back-off (``doublings`` below 0 count as 0)."""
+    return min(cap, base * 2.0 ** max(0, doublings))
+
+
+def error_pause(errors: int, *, cap: float = ERROR_PAUSE_CAP) -> float:
+    """Seconds a long-running loop pauses after ``errors`` (>= 1) failures in a row: 2, 4, 8 ... ``cap``."""
+    return capped_doubling(1.0, errors, cap)
+
+
+def result_reread_delay(attempt: int) -> float:
+    """Seconds before re-reading a succeeded task's result after failed read ``attempt`` (1-based): 1, 2, 3 ..."""
+    return float(attempt)
+
+
+@dataclass(frozen=True)
+class SharePolicy:
+    """How a receiver shares a queue: holds of foreign messages, receive back-off, memory sizes."""
+
+    hand_back: int = 1
+    sweep_hold: int = 30
+    max_hold: int = MAX_HOLD_SECONDS
+    batch_size: int = 16
+    long_poll: int = 20
+    max_backoff: float = 10.0
+    memory_size: int = 200_000
+    pending_seconds: float = 300.0
+    record_touches: int = 200
+    function_memory: float = 900.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.hand_back <= self.sweep_hold <= self.max_hold <= 43200:
+            raise ValueError("need 1 <= hand_back <= sweep_hold <= max_hold <= 43200")
+        if not 1 <= self.batch_size <= 16:
+            raise ValueError(f"batch_size must be 1..16, got {self.batch_size}")
+        if not 0 <= self.long_poll <= 30:
+            raise ValueError(f"long_poll must be 0..30 s, got {self.long_poll}")
+
+    def foreign_hold(self, touches: int, *, full_batch: bool) -> int:
+        """Seconds a foreign message stays invisible after this process received it for the ``touches``-th time."""
+        if touches <= 1:
+            return self.sweep_hold if full_batch else self.hand_back
+        return int(capped_doubling(self.sweep_hold, min(touches - 2, 30), self.max_hold))
+
+    def backoff(self, idle_batches: int) -> float:
+        """The pause before the next receive after ``idle_batches`` batches in a row brought nothing new."""
+        if idle_batches <= 0:
+            return 0.0
+        return capped_doubling(1.0, idle_batches - 1, self.max_backoff)
+
+    def max_touches(self, seconds: float) -> int:
+        """At most this many receives of one foreign message by one process within ``seconds`` (the bound the
+        schedule promises; the shortest holds are assumed: hand back at once on the first receive)."""
+        touches, t = 1, 0.0
+        while True:
+            t += self.foreign_hold(touches, full_batch=False)
+            if t > seconds:
+                return touches
+            touches += 1
+            if self.foreign_hold(touches, full_batch=False) >= self.max_hold:
+                return touches + math.floor((seconds - t) / self.max_hold)
+
+    @property
+    def memory_seconds(self) -> float:
+        """How long a message's receive count is remembered: longer than any hold, so the schedule holds."""
+        return 2.0 * self.max_hold
