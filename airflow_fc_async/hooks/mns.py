@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
+from airflow_fc_async.core.policies import SYNC_HOLD_SECONDS, TRIGGER_HOLD_SECONDS
 from airflow_fc_async.hooks.base import FcBaseHook
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ class MnsHook(FcBaseHook):
         *,
         timeout: float,
         delete_on_read: bool = True,
-        hold_seconds: int = 60,
+        hold_seconds: int = SYNC_HOLD_SECONDS,
         function_name: str | None = None,
     ) -> ClaimedRecord | None:
         """The record and a receipt handle valid ``hold_seconds``: store it, then :meth:`ack_destination_record`."""
@@ -198,7 +199,7 @@ class MnsHook(FcBaseHook):
         *,
         timeout: float,
         delete_on_read: bool = True,
-        hold_seconds: int = 900,
+        hold_seconds: int = TRIGGER_HOLD_SECONDS,
         function_name: str | None = None,
     ) -> ClaimedRecord | None:
         from airflow_fc_async.core.destination_receiver import aclaim_destination_record

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_fc_async.core.errors import FUNCTION_MISSING_CODES, FcError, FcNotFoundError
+from airflow_fc_async.core.policies import DEFER_MARGIN, result_reread_delay
 from airflow_fc_async.operators.outcome import (
     STATE_KEY,
     TaskEvent,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FcAsyncTaskMixin"]
 
-_DEFER_MARGIN = 60.0  # the trigger's own deadline fires this long before the deferral timeout
 _RESULT_READ_ATTEMPTS = 3
 
 
@@ -259,7 +259,7 @@ class FcAsyncTaskMixin:
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
-            timeout=timedelta(seconds=wait + _DEFER_MARGIN) if wait else None,
+            timeout=timedelta(seconds=wait + DEFER_MARGIN) if wait else None,
         )
 
     def _destination_kwargs(self) -> dict[str, Any]:
@@ -320,7 +320,7 @@ class FcAsyncTaskMixin:
                 if not err.retryable or attempt == _RESULT_READ_ATTEMPTS:
                     raise airflow_error(err, f"Reading the result of FC async task {ref.task_id}") from err
                 self.log.warning("Transient error reading FC task %s, will retry: %s", ref.task_id, err)
-                time.sleep(attempt)
+                time.sleep(result_reread_delay(attempt))
         raise AssertionError("unreachable")
 
     def finish(self, context: Any, ref: TaskRef, task: AsyncTask) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_fc_async.core.errors import FcError
+from airflow_fc_async.core.policies import DEFER_MARGIN
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -33,8 +34,6 @@ __all__ = ["FcAsyncTaskSensor"]
 
 _PROGRESS_KEY = "fc_sensor_progress"
 """Key of the task state store holding, in reschedule mode, the progress lines already logged in this try."""
-
-_DEFER_MARGIN = 60.0
 
 
 class FcAsyncTaskSensor(BaseSensorOperator):
@@ -214,7 +213,7 @@ class FcAsyncTaskSensor(BaseSensorOperator):
                 log_wait=self.log_wait,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + _DEFER_MARGIN),
+            timeout=timedelta(seconds=self.timeout + DEFER_MARGIN),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

@@ -23,6 +23,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_fc_async.core.errors import FcError
+from airflow_fc_async.core.policies import DEFER_MARGIN, SYNC_HOLD_SECONDS, TRIGGER_HOLD_SECONDS
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FcDestinationSensor"]
 
-_DEFER_MARGIN = 60.0
 _FIRST_LOOK = (
     2.0  # seconds the deferrable sensor listens before deferring (a record already there is not deferred)
 )
@@ -72,7 +72,7 @@ class FcDestinationSensor(BaseSensorOperator):
         fc_conn_id: str = "fc_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float | timedelta = 10,
-        hold_seconds: int = 900,
+        hold_seconds: int = TRIGGER_HOLD_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -132,7 +132,7 @@ class FcDestinationSensor(BaseSensorOperator):
                 rid,
                 timeout=seconds,
                 delete_on_read=self.delete_on_read,
-                hold_seconds=60,
+                hold_seconds=SYNC_HOLD_SECONDS,
                 function_name=self.function_name,
             )
         except FcError as err:
@@ -179,7 +179,7 @@ class FcDestinationSensor(BaseSensorOperator):
                 function_name=self.function_name,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + _DEFER_MARGIN),
+            timeout=timedelta(seconds=self.timeout + DEFER_MARGIN),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
