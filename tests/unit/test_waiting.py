@@ -84,7 +84,7 @@ def test_behind_push_is_a_slower_schedule_with_the_same_cap_and_deadline() -> No
     assert push.delay(0, 0) == 4.0 > base.delay(0, 0)
     for elapsed in (1.0, 5.0, 20.0, 100.0, 1000.0):
         assert push.delay(elapsed, 1) >= base.delay(elapsed, 1)
-    assert push.delay(10.0, 1) == 3.0  # 30% of the age
+    assert push.delay(10.0, 1) == 3.5  # 35% of the age
     assert push.max_reads(60) < base.max_reads(60)
 
 
@@ -94,10 +94,10 @@ def test_behind_push_keeps_a_small_poll_interval() -> None:
 
 
 def test_a_shared_scan_behind_push_stays_within_the_p1_lag_goal() -> None:
-    """The fleet's tick behind push (status_board.FleetPolicy.tick_policy): at most 80% of max(1 s, 5% of the age),
+    """The fleet's tick behind push (status_board.FleetPolicy.tick_policy): at most 90% of max(1 s, 5% of the age),
     leaving the rest of P1's lag goal to the scan itself (a tick of the whole 5% put 5 of 39 lost records over it)."""
     from airflow_fc_async.core.status_board import FleetPolicy
 
     tick = FleetPolicy().tick_policy(WaitPolicy.for_poll_interval(15.0).behind_push())
     for age in (0.5, 5.0, 19.0, 60.0, 300.0):
-        assert tick.delay(age, 1) <= 0.8 * max(1.0, 0.05 * age)
+        assert tick.delay(age, 1) <= 0.9 * max(1.0, 0.05 * age)
