@@ -23,9 +23,9 @@ __all__ = ["PUSH_FIRST_DELAY", "PUSH_GROWTH", "PUSH_MIN_INTERVAL", "Deadline", "
 
 PUSH_MIN_INTERVAL = 1.5
 PUSH_GROWTH = 0.35
-"""A shared scan ticks at ``growth / 8`` of a task's age: 4.4%, so that the tick plus the scan stays within P1's 5%
-(at 0.4 the tick alone was 5%: in P1-push 5 of 39 tasks whose record was dropped were seen 0.1-0.5 s over their
-goal; at 0.35, 1 of 39, a lone last watcher; 0.3 cost 1.57 status reads per task against the goal of 1.5)."""
+"""Behind a push, a fleet's shared scan ticks at ``growth / 8`` of the youngest task's age (4.4%): the tick plus the
+scan itself stays within P1's lag goal of 5% (a tick of the whole 5% left the scan no room; figures in
+docs/performance.md, P1-push)."""
 PUSH_FIRST_DELAY = 4.0
 """The fallback's first own read: a fleet's first shared scans (10 pages for 1000 tasks) can take seconds under
 load, and an own read before them costs a request per task; a task that ends sooner is seen by its record."""
