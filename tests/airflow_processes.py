@@ -17,6 +17,7 @@ processes share one logs folder, which the api-server reads (as on one machine, 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -484,3 +487,56 @@ def user_action_stops(
         assert cluster.ti_state(dag_id, run_id) == "failed"
     settle(cluster, emu, function, dag_id, run_id, stop_wait)
     return stopped_at - t0
+
+
+# -- task process steps: from a step's log lines to its supervisor's "Workload finished" --------------------------
+_FINISHED = re.compile(r"^(\S+) .*Workload finished.*final_state=(\w+).*workload_id=(\S+)")
+
+
+@dataclass(frozen=True)
+class TaskStep:
+    """One task process's step (the first run, or a resumed one) of a deployment, in epoch seconds."""
+
+    ti_id: str
+    paused: float | None  # "Pausing task as DEFERRED" (None: the step did not defer)
+    last_line: float  # its last "::endgroup::": the task process's last line
+    finished: float  # the supervisor's "Workload finished" of that process
+    state: str  # the final_state that line reports
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def task_steps(home: Path, dag_id: str = "*") -> list[TaskStep]:
+    """Every step of ``dag_id``'s task logs matched with its supervisor's "Workload finished" (any ``proc-*.log``:
+    Celery workers, or the scheduler's LocalExecutor): the first such line of that task instance at or after the
+    step's last line. A step starts at "::group::Pre Execute"; a step killed before its last line has none."""
+    steps: list[tuple[str, float | None, float]] = []
+    for path in (home / "logs").glob(f"dag_id={dag_id}/**/attempt=*.log"):
+        ti_id, paused, last = "", None, 0.0
+        for line in path.read_text(errors="replace").splitlines():
+            if '"::group::Pre Execute"' in line:
+                if last:
+                    steps.append((ti_id, paused, last))
+                paused, last = None, 0.0
+            elif "Pausing task as DEFERRED" in line:
+                rec = json.loads(line)
+                ti_id, paused = rec["ti_id"], _epoch(rec["timestamp"])
+            elif '"::endgroup::"' in line:
+                rec = json.loads(line)
+                ti_id, last = rec["ti_id"], _epoch(rec["timestamp"])
+        if last:
+            steps.append((ti_id, paused, last))
+    finished: dict[str, list[tuple[float, str]]] = {}
+    for log in home.glob("proc-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if match := _FINISHED.match(line):
+                finished.setdefault(match.group(3), []).append((_epoch(match.group(1)), match.group(2)))
+    out = []
+    for ti_id, paused, last in sorted(steps, key=lambda step: step[2]):
+        later = sorted(f for f in finished.get(ti_id, []) if f[0] >= last)
+        if later:
+            finished[ti_id].remove(later[0])  # each "Workload finished" ends one step
+            out.append(TaskStep(ti_id, paused, last, later[0][0], later[0][1]))
+    return out

@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.airflow_processes import ROOT, AirflowCluster, deployment
+from tests.airflow_processes import ROOT, AirflowCluster, deployment, task_steps
 from tests.deployment import services
 
 HERE = Path(__file__).resolve().parent
@@ -53,33 +52,10 @@ after the defer and extra-link calls through the supervisor), and from there to 
 
 
 def deferral_exits(home: Path) -> list[tuple[float, float]]:
-    """Every deferral exit of the deployment, from the task logs and the workers' supervisor lines."""
-    from datetime import datetime
-
-    def epoch(stamp: str) -> float:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-    pauses: list[tuple[str, float, float]] = []
-    for path in (home / "logs").glob("dag_id=*/**/attempt=*.log"):
-        paused: tuple[str, float] | None = None
-        for line in path.read_text(errors="replace").splitlines():
-            if "Pausing task as DEFERRED" in line:
-                rec = json.loads(line)
-                paused = (rec["ti_id"], epoch(rec["timestamp"]))
-            elif paused and '"::endgroup::"' in line:
-                pauses.append((*paused, epoch(json.loads(line)["timestamp"])))
-                paused = None
-    finished: dict[str, list[float]] = {}
-    for worker in WORKERS:
-        for line in (home / f"proc-{worker}.log").read_text(errors="replace").splitlines():
-            if "Workload finished" in line and (match := re.search(r"workload_id=(\S+)", line)):
-                finished.setdefault(match.group(1), []).append(epoch(line.split()[0]))
-    out = []
-    for ti_id, paused_at, last_line in pauses:
-        after = [t for t in finished.get(ti_id, []) if t >= paused_at]
-        if after:
-            out.append((last_line - paused_at, min(after) - last_line))
-    return out
+    """Every deferral exit of the deployment (see ``EXITS``), from the task logs and the workers' supervisor lines."""
+    return [
+        (s.last_line - s.paused, s.finished - s.last_line) for s in task_steps(home) if s.paused is not None
+    ]
 
 
 def _spread(values: list[float]) -> str:

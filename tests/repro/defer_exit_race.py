@@ -21,43 +21,20 @@ import json
 import re
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 
-from tests.airflow_processes import deployment
+from tests.airflow_processes import deployment, task_steps
 
 HERE = Path(__file__).resolve().parent
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 RACE = re.compile(r"finished with state success, but the task instance's state attribute is (\w+)")
-FINISHED = re.compile(r"^(\S+) .*Workload finished.*final_state=(\w+).*workload_id=(\S+)")
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def exit_gaps(home: Path, dag_id: str) -> dict[str, list[float]]:
-    """``final_state -> [gap, ...]``: the task's last line to its supervisor's "Workload finished"."""
-    steps: dict[str, list[float]] = {}
-    """ti_id -> each step's last line: the step's last "::endgroup::" (a step starts at "::group::Pre Execute")."""
-    for path in (home / "logs" / f"dag_id={dag_id}").glob("**/attempt=*.log"):
-        ends: list[float] = []
-        for line in path.read_text(errors="replace").splitlines():
-            if '"::group::Pre Execute"' in line:
-                ends.append(0.0)
-            elif '"::endgroup::"' in line and ends:
-                rec = json.loads(line)
-                ends[-1] = _epoch(rec["timestamp"])
-                steps[rec["ti_id"]] = ends
-    finished: dict[str, list[tuple[float, str]]] = {}
-    for log in home.glob("proc-*.log"):
-        for line in log.read_text(errors="replace").splitlines():
-            if (m := FINISHED.match(line)) and m.group(3) in steps:
-                finished.setdefault(m.group(3), []).append((_epoch(m.group(1)), m.group(2)))
+    """``final_state -> [gap, ...]``: each step's last line to its supervisor's "Workload finished"."""
     gaps: dict[str, list[float]] = {}
-    for ti_id, reports in finished.items():
-        for last_line, (done, state) in zip(steps[ti_id], sorted(reports), strict=False):
-            gaps.setdefault(state, []).append(round(done - last_line, 2))
+    for step in task_steps(home, dag_id):
+        gaps.setdefault(step.state, []).append(round(step.finished - step.last_line, 2))
     return {state: sorted(values) for state, values in gaps.items()}
 
 
