@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_fc_async.core.destinations import SharePolicy
+from benchmarks._record_waiter import command as waiter_command
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION = "fleet-fn"
@@ -102,19 +102,16 @@ def run_fleet(
         env = fleet_env(emu)
         procs = []
         for n, (mode, rids) in enumerate(groups):
-            args = [
-                sys.executable,
-                "-m",
-                "benchmarks._record_waiter",
+            args = waiter_command(
                 mode,
-                f"--queue={queue}",
-                f"--function={FUNCTION}",
-                f"--out={work / f'{n}.json'}",
-                f"--ready={work / f'{n}.ready'}",
-                f"--timeout={timeout}",
-                f"--hold={hold}",
-                *rids,
-            ]
+                rids,
+                queue=queue,
+                function=FUNCTION,
+                out=work / f"{n}.json",
+                ready=work / f"{n}.ready",
+                timeout=timeout,
+                hold=hold,
+            )
             log = open(work / f"{n}.log", "wb")  # noqa: SIM115 (closed below)
             procs.append(
                 (subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log)

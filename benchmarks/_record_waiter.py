@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -108,6 +109,33 @@ async def _deferred(args: argparse.Namespace, found: dict[str, Any], deleted: di
 
     await asyncio.gather(*(one(rid) for rid in args.request_ids))
     await hook.aclose()
+
+
+def command(
+    mode: str,
+    request_ids: list[str],
+    *,
+    queue: str,
+    function: str,
+    out: Path,
+    ready: Path,
+    timeout: float,
+    hold: int,
+) -> list[str]:
+    """The command line of one waiter process (the arguments :func:`main` reads)."""
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks._record_waiter",
+        mode,
+        f"--queue={queue}",
+        f"--function={function}",
+        f"--out={out}",
+        f"--ready={ready}",
+        f"--timeout={timeout}",
+        f"--hold={hold}",
+        *request_ids,
+    ]
 
 
 def main() -> None:

@@ -37,31 +37,27 @@ def test_a_triggerer_killed_with_a_record_in_flight_loses_none(emu: Any, tmp_pat
     """A triggerer-like process claims its record (held 5 s) and is SIGKILLed before the worker's delete: the
     message becomes visible again and the trigger re-run in another process gets it and deletes it."""
     import subprocess
-    import sys
     import time
 
     from airflow_fc_async.core.mns import MnsClient
     from benchmarks._record_fleet import ROOT, fleet_env, foreign_bodies, record_body
+    from benchmarks._record_waiter import command as waiter_command
 
     rid, queue = f"req-kill-{uuid.uuid4().hex[:6]}", f"kill-{uuid.uuid4().hex[:8]}"
     env = fleet_env(emu)
 
     def start(mode: str, name: str) -> subprocess.Popen[bytes]:
-        args = [
-            sys.executable,
-            "-m",
-            "benchmarks._record_waiter",
+        args = waiter_command(
             mode,
-            f"--queue={queue}",
-            "--function=fleet-fn",
-        ]
-        args += [
-            f"--out={tmp_path / name}.json",
-            f"--ready={tmp_path / name}.ready",
-            "--timeout=240",
-            "--hold=5",
-        ]
-        return subprocess.Popen([*args, rid], env=env, cwd=ROOT)
+            [rid],
+            queue=queue,
+            function="fleet-fn",
+            out=tmp_path / f"{name}.json",
+            ready=tmp_path / f"{name}.ready",
+            timeout=240,
+            hold=5,
+        )
+        return subprocess.Popen(args, env=env, cwd=ROOT)
 
     with MnsClient(emu.endpoint, emu.credentials) as mns:
         mns.create_queue(queue)
