@@ -91,7 +91,10 @@ def from_epoch_ms(value: Any) -> datetime | None:
     if value in (None, "", 0, "0"):
         return None
     if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
-        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+        try:
+            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+        except (OverflowError, OSError) as exc:  # beyond the platform's time_t: as malformed as any other
+            raise ValueError(f"not a timestamp: {value!r} ({exc})") from None
     if isinstance(value, str):
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

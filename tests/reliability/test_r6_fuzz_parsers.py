@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from airflow_fc_async.core.credentials import Credentials
@@ -104,6 +104,7 @@ headers = st.dictionaries(
 @pytest.mark.parametrize("name", sorted(OPS))
 @settings(max_examples=150)
 @given(status=statuses, hdrs=headers, body=bodies)
+@example(status=200, hdrs={}, body=b'{"taskId":"t","status":"Running","startedTime":100000000000000000000}')
 def test_any_reply_gives_a_value_or_an_fc_error(
     name: str, status: int, hdrs: dict[str, str], body: bytes
 ) -> None:

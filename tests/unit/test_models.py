@@ -185,3 +185,10 @@ def test_epoch_ms() -> None:
     assert from_epoch_ms(to_epoch_ms(when)) == when
     assert from_epoch_ms("1704067200000") == when
     assert to_epoch_ms(datetime(2024, 1, 1)) == 1704067200000
+
+
+@pytest.mark.parametrize("value", [10**20, "9223372036854775296000", -(10**20)])
+def test_epoch_ms_beyond_the_platform_is_a_value_error(value: object) -> None:
+    """datetime raises OverflowError or OSError there; reply parsers turn only ValueError into FcError (R6 fuzz)."""
+    with pytest.raises(ValueError, match="not a timestamp"):
+        from_epoch_ms(value)
