@@ -32,6 +32,17 @@ watched tasks no scan reached within their own gap. Per trigger: one GetAsyncTas
 
 Threshold: scans run while at least ``min_watchers`` (2) tasks are watched. One watcher reads its own task: a scan
 would cost it the same number of requests, each a page of up to 100 tasks to send and parse instead of one.
+
+Behind a push (every watcher's end comes with its destination record, ``core.push_completion``) the scan is only the
+fallback for a lost record, so three things change:
+
+- it lists only ``Running`` tasks (FC's ``status`` filter): a fleet's ended tasks drop out of the pages, so a scan
+  costs ``ceil(running / 100)`` requests, not ``ceil(started / 100)``; a watched task last known Running that a scan
+  passed without seeing has left Running, and its trigger reads it (:meth:`Scan.gone`);
+- the cap counts the watchers' reads at the tick's own pace, not their slow behind-push gaps (at most one request
+  per watcher per tick), so a fleet's tail keeps the fleet's lag goal;
+- a last watcher that a scan already saw keeps being listed alone (the fleet's tail; a task watched alone from the
+  start still reads its own task on its behind-push gaps).
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from dataclasses import dataclass, field
 from airflow_fc_async.core.models import AsyncTask
 from airflow_fc_async.core.waiting import WaitPolicy
 
-__all__ = ["FleetPolicy", "Scan", "StatusBoard"]
+__all__ = ["FleetPolicy", "Pass", "Scan", "StatusBoard"]
 
 
 @dataclass(frozen=True)
@@ -92,8 +103,13 @@ class _Watched:
     own: WaitPolicy
     status: str | None
     events: int
+    push: bool = False
     refs: int = 1
     seen_at: float | None = None
+
+
+RUNNING, ENQUEUED = "Running", "Enqueued"
+"""The statuses a scan behind a push lists (FC's ListAsyncTasks ``status`` filter)."""
 
 
 def _state(task: AsyncTask) -> tuple[str, int]:
@@ -101,18 +117,43 @@ def _state(task: AsyncTask) -> tuple[str, int]:
 
 
 @dataclass
+class Pass:
+    """One ListAsyncTasks walk of a scan: the tasks in ``status`` (None: every status) started from ``begin_ms``."""
+
+    status: str | None
+    begin_ms: int
+    want: set[str]
+    listed: int = 0
+    passed_ms: float = 0.0  # every listed task started before this was passed (inf: the list ended)
+
+
+@dataclass
 class Scan:
-    """One tick's walk through the list: feed each listed task to :meth:`offer`, stop when :meth:`done`."""
+    """One tick's walks through the list: for each of :attr:`passes`, :meth:`enter` it, feed each listed task to
+    :meth:`offer` until :meth:`done`, then :meth:`leave` it."""
 
     board: StatusBoard
     now: float
     unseen: set[str]
     budget: int
+    passes: list[Pass] = field(default_factory=list)
     listed: int = 0
+    requests: int = 0
+    _pass: Pass | None = None
+
+    def enter(self, walk: Pass) -> None:
+        walk.want &= self.unseen
+        self._pass = walk
 
     def offer(self, task: AsyncTask) -> bool:
         """Record a listed task; True when it is watched and changed since the last known state (dispatch it)."""
         self.listed += 1
+        walk = self._pass
+        if walk is not None:
+            walk.listed += 1
+            if task.started_time is not None:
+                walk.passed_ms = task.started_time.timestamp() * 1000
+            walk.want.discard(task.task_id)
         watched = self.board._watched.get(task.task_id)
         if watched is None:
             return False
@@ -121,13 +162,43 @@ class Scan:
         return self.board._advance(watched, task)
 
     def done(self) -> bool:
-        """Every watched task seen, or the page budget spent."""
-        return not self.unseen or self.listed >= self.budget
+        """The walk saw every task it looks for, or spent the page budget."""
+        walk = self._pass
+        if walk is None:
+            return not self.unseen or self.listed >= self.budget
+        return not walk.want or walk.listed >= self.budget
+
+    def leave(self, complete: bool) -> None:
+        """The walk ended; ``complete``: the list ended (not :meth:`done`)."""
+        walk = self._pass
+        if walk is not None:
+            self.requests += max(1, math.ceil(walk.listed / self.board.policy.page_size))
+            if complete:
+                walk.passed_ms = math.inf
+        self._pass = None
 
     @property
     def pages(self) -> int:
         """Requests this scan needed so far (a last partial page counts as one)."""
+        if self.requests:
+            return self.requests
         return max(1, math.ceil(self.listed / self.board.policy.page_size))
+
+    def gone(self) -> list[str]:
+        """Behind a push, the watched tasks last known in a listed status (Enqueued, Running) that every walk
+        covering their start passed without seeing: they left those statuses (ended, or FC retries them), so
+        their triggers read them. Their last known status is forgotten, so that read is taken as news."""
+        filtered = {walk.status for walk in self.passes if walk.status is not None}
+        left = []
+        for task_id in self.unseen:
+            watched = self.board._watched.get(task_id)
+            if watched is None or watched.status not in filtered:
+                continue
+            covering = [walk for walk in self.passes if walk.begin_ms <= watched.started_ms]
+            if covering and all(watched.started_ms < walk.passed_ms for walk in covering):
+                watched.status = None
+                left.append(task_id)
+        return left
 
 
 @dataclass
@@ -137,9 +208,10 @@ class StatusBoard:
     policy: FleetPolicy = field(default_factory=FleetPolicy)
     _watched: dict[str, _Watched] = field(default_factory=dict)
 
-    def add(self, task: AsyncTask, wait: WaitPolicy, now: float, wall: float) -> bool:
+    def add(self, task: AsyncTask, wait: WaitPolicy, now: float, wall: float, *, push: bool = False) -> bool:
         """Watch ``task`` (as its trigger last read it) with its trigger's ``wait`` policy; ``wall`` is epoch
-        seconds. False when the task carries no ``startedTime`` (the list window cannot be placed: not watched)."""
+        seconds; ``push``: its record ends the wait, the scan is its fallback. False when the task carries no
+        ``startedTime`` (the list window cannot be placed: not watched)."""
         if task.started_time is None:
             return False
         found = self._watched.get(task.task_id)
@@ -157,6 +229,7 @@ class StatusBoard:
             own=wait,
             status=status,
             events=events,
+            push=push,
         )
         return True
 
@@ -176,15 +249,21 @@ class StatusBoard:
 
     @property
     def listing(self) -> bool:
-        """Whether a shared scan is worth it: at least ``min_watchers`` tasks watched."""
-        return len(self._watched) >= self.policy.min_watchers
+        """Whether a shared scan is worth it: at least ``min_watchers`` tasks watched, or a fleet's last task
+        behind a push (seen by a scan before)."""
+        if len(self._watched) >= self.policy.min_watchers:
+            return True
+        return len(self._watched) == 1 and all(
+            w.push and w.seen_at is not None for w in self._watched.values()
+        )
 
-    def window_ms(self) -> int | None:
-        """``startedTimeBegin`` of the next scan (epoch ms): the oldest watched start minus the margin."""
-        if not self._watched:
+    def window_ms(self, status: str | None = None) -> int | None:
+        """``startedTimeBegin`` of the next scan (epoch ms): the oldest watched start minus the margin; with
+        ``status`` Enqueued, the oldest of the tasks last known Enqueued."""
+        starts = [w.started_ms for w in self._watched.values() if status != ENQUEUED or w.status == ENQUEUED]
+        if not starts:
             return None
-        oldest = min(w.started_ms for w in self._watched.values())
-        return max(0, oldest - int(self.policy.margin * 1000))
+        return max(0, min(starts) - int(self.policy.margin * 1000))
 
     def next_tick(self, now: float, pages: int = 1) -> float:
         """Seconds from one scan's start to the next (the docstring's formula): the smallest gap any watcher's
@@ -194,12 +273,25 @@ class StatusBoard:
         fast, rate = math.inf, 0.0
         for w in self._watched.values():
             age = w.age0 + max(0.0, now - w.registered)
-            fast = min(fast, w.tick.delay(age, 1))
-            rate += 1.0 / w.own.delay(age, 1)
+            tick = w.tick.delay(age, 1)
+            fast = min(fast, tick)
+            rate += 1.0 / (tick if w.push else w.own.delay(age, 1))
         return max(fast, pages / rate)
 
     def scan(self, now: float) -> Scan:
-        return Scan(self, now, set(self._watched), self.policy.max_pages * self.policy.page_size)
+        """The next tick's scan. Behind a push (every watcher's record ends its wait) it lists only the statuses
+        the watchers were last seen in: Enqueued (when any was) and Running; else every status."""
+        watched = self._watched.values()
+        statuses: list[str | None] = [None]
+        if watched and all(w.push for w in watched):
+            statuses = [ENQUEUED, RUNNING] if any(w.status == ENQUEUED for w in watched) else [RUNNING]
+        passes = []
+        for status in statuses:
+            begin = self.window_ms(status)
+            if begin is not None:
+                want = {k for k, w in self._watched.items() if status != ENQUEUED or w.status == ENQUEUED}
+                passes.append(Pass(status, begin, want))
+        return Scan(self, now, set(self._watched), self.policy.max_pages * self.policy.page_size, passes)
 
     def observed(self, task: AsyncTask) -> None:
         """A trigger read its task itself (GetAsyncTask): later scans dispatch only what is newer."""

@@ -1,10 +1,11 @@
 """One shared status poller per (endpoint, access key id, function, qualifier) per event loop.
 
 Triggers that follow FC async tasks register the task they read once (:func:`watch_task`) and then wait on
-their :class:`TaskWatch`: ``await watch.next(gap)`` returns a newer snapshot of the task as soon as a shared
-ListAsyncTasks scan shows one, else None after ``gap`` seconds. Then ``watch.seen_since(t)`` says whether a scan
-showed the task (unchanged) since ``t``; when none did, the trigger reads the task itself (GetAsyncTask) on its
-WaitPolicy schedule, so a task the list misses is still followed.
+their :class:`TaskWatch`: ``await watch.wait(gap)`` returns a newer snapshot of the task as soon as a shared
+ListAsyncTasks scan shows one; else, after ``gap`` seconds, :data:`Sighting.UNCHANGED` when a scan showed the task
+as last known since the trigger last heard of it, or :data:`Sighting.DUE` when none did (the trigger then reads the
+task itself, GetAsyncTask, on its WaitPolicy schedule, so a task the list misses is still followed); and at once
+:data:`Sighting.GONE` when a scan of running tasks (behind a push) passed it: it left Running, read it.
 
 The poller is an asyncio task on the triggers' loop, started when the registry holds at least
 ``FleetPolicy.min_watchers`` (2) watched tasks for its key and stopped when fewer remain. What it lists, when, and the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import math
 import threading
@@ -34,7 +36,7 @@ from airflow_fc_async.core.waiting import WaitPolicy
 if TYPE_CHECKING:
     from airflow_fc_async.core.fc import AsyncFcClient
 
-__all__ = ["TaskWatch", "poller_stats", "reset_pollers", "watch_task"]
+__all__ = ["Sighting", "TaskWatch", "poller_stats", "reset_pollers", "watch_task"]
 
 log = logging.getLogger(__name__)
 
@@ -76,29 +78,49 @@ def reset_pollers() -> None:
         _REGISTRY.stats.clear()
 
 
+class Sighting(enum.Enum):
+    """What :meth:`TaskWatch.wait` learnt when it has no newer snapshot to hand over."""
+
+    UNCHANGED = (
+        "unchanged"  # a scan since the trigger last heard of the task showed it as last known: no read
+    )
+    DUE = "due"  # no scan showed it within the gap: the trigger reads it itself
+    GONE = "gone"  # a scan of running tasks passed it: it left Running, the trigger reads it
+
+
 class TaskWatch:
     """One trigger's registration of one task; :meth:`close` it when the trigger ends."""
 
     def __init__(self, fleet: _Fleet, task_id: str) -> None:
         self._fleet = fleet
         self.task_id = task_id
-        self._latest: AsyncTask | None = None
-        self._future: asyncio.Future[AsyncTask | None] | None = None
+        self._latest: AsyncTask | Sighting | None = None
+        self._future: asyncio.Future[AsyncTask | Sighting | None] | None = None
+        self._since = time.monotonic()  # when the trigger last heard of its task (a scan or its own read)
         self.closed = False
 
-    def _deliver(self, task: AsyncTask) -> None:
+    def _deliver(self, task: AsyncTask | Sighting) -> None:
         if self._future is not None and not self._future.done():
             self._future.set_result(task)
-        else:
+        elif not (task is Sighting.GONE and isinstance(self._latest, AsyncTask)):
             self._latest = task  # a newer snapshot supersedes an unread one (it holds all the events)
 
-    async def next(self, timeout: float) -> AsyncTask | None:
-        """A newer snapshot from a shared scan, or None after ``timeout`` seconds."""
+    async def wait(self, gap: float) -> AsyncTask | Sighting:
+        """A newer snapshot from a shared scan, or what the scans said of the task within ``gap`` seconds."""
+        got = await self.next(gap)
+        if got is None:
+            got = Sighting.UNCHANGED if self.seen_since(self._since) else Sighting.DUE
+        if got is not Sighting.DUE:
+            self._since = time.monotonic()
+        return got
+
+    async def next(self, timeout: float) -> AsyncTask | Sighting | None:
+        """A newer snapshot from a shared scan (or :data:`Sighting.GONE`), or None after ``timeout`` seconds."""
         if self._latest is not None:
             task, self._latest = self._latest, None
             return task
         loop = self._fleet.loop
-        future: asyncio.Future[AsyncTask | None] = loop.create_future()
+        future: asyncio.Future[AsyncTask | Sighting | None] = loop.create_future()
         self._future = future
 
         def expire() -> None:
@@ -118,6 +140,7 @@ class TaskWatch:
 
     def observed(self, task: AsyncTask) -> None:
         """The trigger read the task itself: scans dispatch only newer states."""
+        self._since = time.monotonic()
         self._fleet.board.observed(task)
 
     def close(self) -> None:
@@ -150,9 +173,11 @@ async def watch_task(
     *,
     qualifier: str = "LATEST",
     policy: FleetPolicy | None = None,
+    push: bool = False,
 ) -> TaskWatch | None:
     """Register ``task`` (as last read) with this loop's shared poller for its function; None when it cannot be
-    watched (no ``startedTime``). ``policy`` applies when this call creates the key's board."""
+    watched (no ``startedTime``). ``policy`` applies when this call creates the key's board; ``push``: the task's
+    destination record ends its wait (the scan is the fallback, see ``status_board``)."""
     loop = asyncio.get_running_loop()
     key = poller_key(client, function_name, qualifier)
     with _REGISTRY.lock:
@@ -161,7 +186,7 @@ async def watch_task(
             fleet = _REGISTRY.fleets[(id(loop), key)] = _Fleet(
                 loop, key, StatusBoard(policy or FleetPolicy())
             )
-        if not fleet.board.add(task, wait, time.monotonic(), time.time()):
+        if not fleet.board.add(task, wait, time.monotonic(), time.time(), push=push):
             if not fleet.watches and fleet.poller is None:
                 _REGISTRY.fleets.pop((id(loop), key), None)
             return None
@@ -231,25 +256,30 @@ class _Poller:
     async def _scan(self, start: float) -> int:
         """One walk through the list; the requests it took."""
         fleet = self.fleet
-        board = fleet.board
-        begin = board.window_ms()
-        if begin is None:
+        scan = fleet.board.scan(start)
+        if not scan.passes:
             return 0
-        scan = board.scan(start)
         changed: list[AsyncTask] = []
-        tasks: Any = self.client.list_async_tasks(
-            fleet.key[2],
-            qualifier=fleet.key[3],
-            started_after=datetime.fromtimestamp(begin / 1000.0, tz=UTC),
-            newest_first=False,
-            page_size=board.policy.page_size,
-        )
-        async with contextlib.aclosing(tasks):
-            async for task in tasks:
-                if scan.offer(task):
-                    changed.append(task)
-                if scan.done():
-                    break
+        for walk in scan.passes:
+            scan.enter(walk)
+            tasks: Any = self.client.list_async_tasks(
+                fleet.key[2],
+                qualifier=fleet.key[3],
+                status=walk.status,
+                started_after=datetime.fromtimestamp(walk.begin_ms / 1000.0, tz=UTC),
+                newest_first=False,
+                page_size=fleet.board.policy.page_size,
+            )
+            complete = True
+            async with contextlib.aclosing(tasks):
+                async for task in tasks:
+                    if scan.offer(task):
+                        changed.append(task)
+                    if scan.done():  # every task it looks for seen, or the budget spent
+                        complete = False
+                        break
+            scan.leave(complete)
+        gone = scan.gone()
         took = round((time.monotonic() - start) * 1000)
         with _REGISTRY.lock:
             _REGISTRY.count("scans")
@@ -258,7 +288,11 @@ class _Poller:
             _REGISTRY.count("list_requests", scan.pages)
             _REGISTRY.count("listed", scan.listed)
             _REGISTRY.count("dispatched", len(changed))
+            _REGISTRY.count("gone", len(gone))
         for task in changed:
             for watch in list(fleet.watches.get(task.task_id, ())):
                 watch._deliver(task)
+        for task_id in gone:
+            for watch in list(fleet.watches.get(task_id, ())):
+                watch._deliver(Sighting.GONE)
         return scan.pages

@@ -200,7 +200,9 @@ class FcAsyncTaskTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_fc_async.core.function_logs import LogCursor
+        from airflow_fc_async.core.models import AsyncTask
         from airflow_fc_async.core.progress import ProgressTracker
+        from airflow_fc_async.core.status_poller import Sighting
         from airflow_fc_async.core.waiting import Deadline, WaitPolicy
 
         tracker = ProgressTracker.from_dict(self.progress)
@@ -211,7 +213,7 @@ class FcAsyncTaskTrigger(BaseTrigger):
         deadline = Deadline(remaining, time.monotonic())
         reads = 0
         watch: TaskWatch | None = None  # this loop's shared status poller, after the first read
-        asked, seen = False, time.monotonic()
+        asked = False
         task: AsyncTask | None = None
         push: AsyncRecordSignal | None = None  # the destination record as the end signal (push_completion)
         try:
@@ -219,7 +221,7 @@ class FcAsyncTaskTrigger(BaseTrigger):
             if push is not None:
                 policy = policy.behind_push()
                 if self.started_after is not None:
-                    asked, watch = True, await self._watch(self._expected(), policy)
+                    asked, watch = True, await self._watch(self._expected(), policy, push=True)
             while True:
                 if deadline.expired():
                     self.log.info("FC task %s: no end within the deadline", self.async_task_id)
@@ -230,14 +232,14 @@ class FcAsyncTaskTrigger(BaseTrigger):
                 pushed = False
                 if watch is not None:
                     if push is not None:
-                        listed, pushed = await push.first(watch.next(delay))
+                        sighting, pushed = await push.first(watch.wait(delay))
                     else:
-                        listed = await watch.next(delay)
-                    if listed is None and not pushed and watch.seen_since(seen):
-                        seen = time.monotonic()  # a shared scan showed it unchanged: no read of our own
+                        sighting = await watch.wait(delay)
+                    if sighting is Sighting.UNCHANGED and not pushed:  # a shared scan showed it: no read
                         if cursor is not None and task is not None:
                             await self._read_logs(cursor, task, lines)
                         continue
+                    listed = sighting if isinstance(sighting, AsyncTask) else None
                 elif push is not None:
                     pushed = await push.wait(delay)
                 elif math.isfinite(delay) and delay > 0:
@@ -259,7 +261,6 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     self.log.error("Permanent error reading FC task %s: %s", self.async_task_id, err)
                     yield self._event("error", lines, tracker, message=str(err), retryable=False)
                     return
-                seen = time.monotonic()
                 if pushed and push is not None and not task.is_terminal:
                     # a record before the terminal status: no push is left to wait for, poll as usual
                     self.log.info(
@@ -274,7 +275,7 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     if push is None and self.request_id is None and task.request_id:
                         push = await self._push(task.request_id, deadline)
                         policy = policy.behind_push() if push is not None else policy
-                    asked, watch = True, await self._watch(task, policy)
+                    asked, watch = True, await self._watch(task, policy, push=push is not None)
                 for line in tracker.update(task):
                     self.log.info("FC task %s: %s", self.async_task_id, line)
                     lines.append(line)
@@ -401,14 +402,15 @@ class FcAsyncTaskTrigger(BaseTrigger):
             hook = self.__dict__["_mns_hook"] = MnsHook(fc_conn_id=self.fc_conn_id)
         return hook
 
-    async def _watch(self, task: AsyncTask, policy: WaitPolicy) -> TaskWatch | None:
-        """Register with this loop's shared status poller (None: the task has no startedTime to list by)."""
+    async def _watch(self, task: AsyncTask, policy: WaitPolicy, *, push: bool) -> TaskWatch | None:
+        """Register with this loop's shared status poller (None: the task has no startedTime to list by);
+        ``push``: the record ends the wait, the scan is the fallback."""
         from airflow_fc_async.core.status_poller import watch_task
 
         if task.started_time is None:
             return None
         client = await self._hook().aget_conn()
-        return await watch_task(client, self.function_name, task, policy, qualifier=self.qualifier)
+        return await watch_task(client, self.function_name, task, policy, qualifier=self.qualifier, push=push)
 
     async def _read_logs(self, cursor: LogCursor, task: AsyncTask, lines: list[str]) -> None:
         """New function log lines: logged here (counted for the event); an error is logged, never raised."""

@@ -14,6 +14,7 @@ import pytest
 from airflow_fc_async.core.fc import FcClient
 from airflow_fc_async.core.mns import MnsClient
 from airflow_fc_async.core.push_completion import reset_routes, route_reads
+from airflow_fc_async.core.status_poller import poller_stats, reset_pollers
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 from airflow_fc_async.triggers.fc import FcAsyncTaskTrigger
 
@@ -115,6 +116,28 @@ def test_dropped_record_ends_by_the_fallback_poll(fc_conn: Any) -> None:
     assert ev["status"] == "success" and ev["ended_by"] == "status_poll", ev
     assert ev["task"]["destinationStatus"] == "Succeeded"  # FC believes it delivered: the record was lost
     assert fc_conn.stats()["faults"].get("DestinationRecord:drop", 0) >= 1
+
+
+def test_a_fleet_whose_records_are_lost_ends_by_scans_of_running_tasks(fc_conn: Any) -> None:
+    """Behind a push the shared scan lists only Running tasks: a task that left the list is read, so every lost
+    record is still found, each with one GetAsyncTask at most beyond the fleet's reads."""
+    function, queue = _deploy(fc_conn)
+    fc_conn.inject_faults(action="DestinationRecord", path=queue, rates={"drop": 1.0})
+    tasks = [_invoke(fc_conn, function, {"sleep": 2 + i % 3}) for i in range(6)]
+    reset_pollers()
+
+    async def fleet() -> list[dict[str, Any]]:
+        triggers = [
+            FcAsyncTaskTrigger(function, t, request_id=r, started_after=s, poll_interval=15.0)
+            for t, r, s in tasks
+        ]
+        return list(await asyncio.gather(*(_event(trigger) for trigger in triggers)))
+
+    events = asyncio.run(fleet())
+    assert all(e["status"] == "success" and e["ended_by"] == "status_poll" for e in events), events
+    stats = poller_stats()
+    assert stats.get("gone", 0) >= 1, stats  # at least one end came from a task leaving the Running list
+    assert stats["list_requests"] >= 1 and stats.get("errors", 0) == 0, stats
 
 
 def test_late_record_the_poll_may_win(fc_conn: Any) -> None:

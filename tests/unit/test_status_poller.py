@@ -14,7 +14,7 @@ from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.errors import FcAuthError
 from airflow_fc_async.core.models import AsyncTask
 from airflow_fc_async.core.status_board import FleetPolicy, StatusBoard
-from airflow_fc_async.core.status_poller import poller_stats, reset_pollers, watch_task
+from airflow_fc_async.core.status_poller import Sighting, poller_stats, reset_pollers, watch_task
 from airflow_fc_async.core.waiting import WaitPolicy
 
 WAIT = WaitPolicy.for_poll_interval(15.0)
@@ -118,6 +118,93 @@ def test_a_scan_stops_at_its_page_budget() -> None:
     assert not board.seen_since("t1", 0.0)
 
 
+PUSHED = WAIT.behind_push()
+
+
+def push_board(statuses: list[str], policy: FleetPolicy | None = None, age: float = 0.0) -> StatusBoard:
+    board = StatusBoard(policy or FleetPolicy())
+    for i, status in enumerate(statuses):
+        task = atask(f"t{i}", status=status, started=T0 + i)
+        assert board.add(task, PUSHED, now=0.0, wall=T0 + i + age, push=True)
+    return board
+
+
+def walk(board: StatusBoard, listed: dict[str | None, list[AsyncTask]], *, complete: bool = True) -> Any:
+    """One scan as the poller runs it, each pass listing ``listed[status]``."""
+    scan = board.scan(now=5.0)
+    changed = []
+    for step in scan.passes:
+        scan.enter(step)
+        ended = complete
+        for task in listed.get(step.status, []):
+            if scan.offer(task):
+                changed.append(task.task_id)
+            if scan.done():
+                ended = False
+                break
+        scan.leave(ended)
+    return scan, changed, sorted(scan.gone())
+
+
+def test_behind_a_push_a_scan_lists_running_tasks_and_reports_those_that_left_running() -> None:
+    board = push_board(["Running", "Running", "Running", "Enqueued"])
+    assert [p.status for p in board.scan(now=5.0).passes] == ["Enqueued", "Running"]
+    running = [atask("t0", started=T0), atask("t3", started=T0 + 3), atask("foreign", started=T0 + 4)]
+    scan, changed, gone = walk(board, {"Enqueued": [], "Running": running})
+    assert changed == ["t3"]  # Enqueued -> Running: a change, handed to its trigger
+    assert gone == ["t1", "t2"]  # known Running, passed without being seen: their triggers read them
+    assert scan.pages == 2  # one request per pass
+    assert [p.status for p in board.scan(now=6.0).passes] == ["Running"]  # nobody Enqueued any more
+    # their read is news again: the board forgot the status, so a later list showing them is dispatched
+    assert board.scan(now=6.0).offer(atask("t1", started=T0 + 1)) is True
+
+
+def test_a_pass_cut_by_its_budget_only_reports_the_tasks_it_passed() -> None:
+    board = push_board(["Running"] * 4, FleetPolicy(page_size=1, max_pages=2))
+    others = [atask("o0", started=T0 + 0.5), atask("o1", started=T0 + 1.5)]
+    _, _, gone = walk(board, {"Running": others}, complete=False)
+    assert gone == ["t0", "t1"]  # t2, t3 started after the last listed task: not passed, no news
+
+
+def test_an_enqueued_task_is_gone_only_when_neither_pass_shows_it() -> None:
+    board = push_board(["Enqueued", "Enqueued"])
+    _, _, gone = walk(board, {"Enqueued": [atask("t1", status="Enqueued", started=T0 + 1)], "Running": []})
+    assert gone == ["t0"]
+
+
+def test_without_a_push_for_every_watcher_the_scan_lists_every_status() -> None:
+    board = push_board(["Running", "Running"])
+    board.add(atask("plain", started=T0 + 5), WAIT, now=0.0, wall=T0 + 5)
+    assert [p.status for p in board.scan(now=5.0).passes] == [None]
+    _, _, gone = walk(board, {None: []})
+    assert gone == []  # an unfiltered list says nothing by leaving a task out
+
+
+def test_a_fleets_last_task_behind_a_push_keeps_being_listed() -> None:
+    board = push_board(["Running", "Running"])
+    assert board.listing
+    board.remove("t1")
+    assert not board.listing  # never seen by a scan: a task watched alone reads its own task
+    board = push_board(["Running", "Running"])
+    walk(board, {"Running": [atask("t0", started=T0), atask("t1", started=T0 + 1)]})
+    board.remove("t1")
+    assert board.listing  # the fleet's tail keeps the fleet's lag goal
+    plain = board_with(2)
+    plain.scan(now=5.0).offer(atask("t0"))
+    plain.remove("t1")
+    assert not plain.listing
+
+
+def test_behind_a_push_the_tick_is_not_stretched_by_the_slow_own_reads() -> None:
+    pushed = push_board(["Running"] * 3, age=50.0)
+    plain = StatusBoard()
+    for i in range(3):
+        plain.add(atask(f"t{i}", started=T0 + i), PUSHED, now=0.0, wall=T0 + i + 50.0)
+    tick = PUSHED.growth * FleetPolicy().growth_scale * 50.0
+    assert pushed.next_tick(0.0, pages=1) == pytest.approx(tick)
+    assert plain.next_tick(0.0, pages=1) > 2 * tick  # one page per 3 own reads 35% of the age apart
+
+
 def test_a_triggers_own_read_moves_the_known_state() -> None:
     board = board_with(4)
     board.observed(atask("t0", status="Succeeded", events=4))
@@ -172,7 +259,12 @@ class ListClient:
                 await ListClient.gate.wait()
             if ListClient.error is not None:
                 raise ListClient.error
-            listed = [t for t in ListClient.tasks if t.started_time and t.started_time.timestamp() >= begin]
+            status = kwargs.get("status")
+            listed = [
+                t
+                for t in ListClient.tasks
+                if t.started_time and t.started_time.timestamp() >= begin and status in (None, t.status.value)
+            ]
             for i, task in enumerate(listed):
                 if i % size == 0:
                     ListClient.pages += 1
@@ -214,6 +306,28 @@ async def test_watchers_get_their_changes_from_one_shared_scan(client: ListClien
         assert w is not None
         w.close()
     assert await poller_gone() == 1  # the poller noticed it has nobody left and released its client
+
+
+async def test_wait_says_gone_unchanged_or_due(client: ListClient) -> None:
+    ListClient.tasks = [atask(f"g{i}", started=T0 + i) for i in range(3)]
+    watches = [
+        await watch_task(client, "fn", t, PUSHED, push=True)  # type: ignore[arg-type]
+        for t in ListClient.tasks
+    ]
+    assert all(w is not None for w in watches)
+    g0, g1, g2 = watches
+    assert g0 is not None and g1 is not None and g2 is not None
+    assert await g0.wait(2.0) is Sighting.UNCHANGED  # listed Running, as last known: no read
+    ListClient.tasks = [ListClient.tasks[1], ListClient.tasks[2]]  # g0 ended: out of the Running list
+    assert await g0.wait(5.0) is Sighting.GONE
+    assert poller_stats()["gone"] >= 1
+    ListClient.error = FcAuthError("no list permission", status=403, code="AccessDenied", request_id="r")
+    await asyncio.sleep(1.0)  # the next scans fail
+    assert await g1.wait(0.6) is Sighting.UNCHANGED  # seen by a scan since its last news
+    assert await g1.wait(0.3) is Sighting.DUE  # no scan since: the trigger reads it
+    for w in watches:
+        assert w is not None
+        w.close()
 
 
 async def test_below_the_threshold_nothing_is_listed_and_the_trigger_reads_itself(client: ListClient) -> None:
