@@ -178,7 +178,7 @@ class FcTaskIdInUseError(FcConflictError):
         self.why = why
         super().__init__(task_id_in_use(task_id, function_name, why), **fields)
 
-    def message(self, *, generated: bool = False) -> str:
+    def message_for(self, *, generated: bool) -> str:
         """The message again, with the advice for a ``generated`` id (an operator's) when it is one."""
         return task_id_in_use(self.task_id, self.function_name, self.why, generated=generated)
 

@@ -145,6 +145,9 @@ class _Client:
         **options: Any,
     ) -> None:
         self._requests = self.requests_class(endpoint, credentials, read_timeout=read_timeout, **options)
+        self.endpoint = self._requests.endpoint
+        """``scheme://host[:port]``, normalised."""
+        self.credentials = credentials
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retry = retry or RetryPolicy()
@@ -154,14 +157,6 @@ class _Client:
 
     def _new_transport(self, endpoint: str, pool_size: int) -> Any:
         raise NotImplementedError
-
-    @property
-    def endpoint(self) -> str:
-        return self._requests.endpoint
-
-    @property
-    def credentials(self) -> Credentials:
-        return self._requests.credentials
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(endpoint={self.endpoint!r}, access_key_id={self.credentials.access_key_id!r})"

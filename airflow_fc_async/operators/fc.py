@@ -215,7 +215,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
             )
         except FcError as err:
             if isinstance(err, FcTaskIdInUseError) and not explicit:  # the advice for a generated id
-                raise AirflowFailException(err.message(generated=True)) from err
+                raise AirflowFailException(err.message_for(generated=True)) from err
             raise airflow_error(err, f"Invoking FC function {self.function_name}") from err
         if inv.existing is None:
             self.log.info("FC accepted async task %s (request id %s)", inv.task_id, inv.request_id)
