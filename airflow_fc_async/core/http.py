@@ -30,7 +30,7 @@ from airflow_fc_async.core.errors import (
     FcValidationError,
     api_error,
 )
-from airflow_fc_async.core.policies import capped_doubling
+from airflow_fc_async.core.policies import bounded, capped_doubling, check_bounds
 
 __all__ = [  # FcConnectError: defined in errors.py, importable here as before
     "BaseUrl",
@@ -300,15 +300,14 @@ class RetryPolicy:
     nothing ran: a refused connection or a 429.
     """
 
-    max_attempts: int = 4
+    max_attempts: int = bounded(4, low=1)
     base_delay: float = 0.25
     max_delay: float = 8.0
     max_retry_after: float = 60.0
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        check_bounds(self)
         if self.base_delay < 0 or self.max_delay < self.base_delay:
             raise ValueError(f"need 0 <= base_delay <= max_delay, got {self.base_delay}, {self.max_delay}")
 
