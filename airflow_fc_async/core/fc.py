@@ -1,7 +1,7 @@
 """Function Compute 3.0 async-task clients: :class:`FcClient` (requests) and :class:`AsyncFcClient` (aiohttp).
 
 Each holds an :class:`FcRequests` (every request and every reply reading, no I/O) and a transport, and sends what
-the builder builds through ``run_sync`` / ``run_async``: the two clients differ only in how they send. Inputs are
+the builder builds through ``run`` / ``arun``: the two clients differ only in how they send. Inputs are
 validated before anything is sent.
 
 Invoke is made safe to retry: a task id is always sent (generated here when the caller gives none), so a

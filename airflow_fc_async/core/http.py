@@ -361,7 +361,8 @@ class RetryPolicy:
         """Attempts after the ``done`` already made (and waited for) by the caller."""
         return Retrying(**self._kwargs(idempotent, action, done))
 
-    def async_retrying(
-        self, *, idempotent: bool = True, action: str = "request", done: int = 0
-    ) -> AsyncRetrying:
+    def aretrying(self, *, idempotent: bool = True, action: str = "request", done: int = 0) -> AsyncRetrying:
+        """The asyncio twin of :meth:`retrying`."""
         return AsyncRetrying(**self._kwargs(idempotent, action, done))
+
+    async_retrying = aretrying  # the name before issue 18

@@ -5,8 +5,8 @@ builder (:class:`~airflow_fc_async.core.http.RequestBuilder`: ``FcRequests``, ``
 builds and signs, no I/O; the transport is
 :class:`~airflow_fc_async.core.transport_sync.SyncTransport` (one pooled, trimmed ``requests`` adapter) or
 :class:`~airflow_fc_async.core.transport_async.AsyncTransport` (one ``aiohttp`` session per loop, imported on first
-send, off the loop). Each call goes down once: the client asks its builder for an ``Op``, and :func:`run_sync` /
-:func:`run_async` sign it (the builder's ``sign``), send it (the transport) and read the reply under the client's
+send, off the loop). Each call goes down once: the client asks its builder for an ``Op``, and :func:`run` /
+:func:`arun` sign it (the builder's ``sign``), send it (the transport) and read the reply under the client's
 :class:`~airflow_fc_async.core.http.RetryPolicy`; nothing below calls back up. :meth:`SyncSender.clone` gives a
 long-running loop (an MNS receiver, the status poller) its own client like the caller's.
 """
@@ -40,6 +40,8 @@ __all__ = [
     "CountingSigner",
     "SyncSender",
     "SyncTransport",
+    "arun",
+    "run",
     "run_async",
     "run_sync",
 ]
@@ -61,7 +63,7 @@ def _log_reply(call: Call, reply: Reply) -> None:
         )
 
 
-def run_sync(op: Op[T], sign: Callable[[Op[Any]], Call], transport: SyncTransport, policy: RetryPolicy) -> T:
+def run(op: Op[T], sign: Callable[[Op[Any]], Call], transport: SyncTransport, policy: RetryPolicy) -> T:
     """Sign, send and read ``op``, retrying per ``policy``; each attempt is signed afresh (new date, nonce).
 
     The first attempt runs outside tenacity (it is the one that nearly always succeeds, and the retry machinery
@@ -88,7 +90,7 @@ def _once(op: Op[T], sign: Callable[[Op[Any]], Call], transport: SyncTransport) 
     return handle_reply(op, reply)
 
 
-async def run_async(
+async def arun(
     op: Op[T], sign: Callable[[Op[Any]], Call], transport: AsyncTransport, policy: RetryPolicy
 ) -> T:
     try:
@@ -99,7 +101,7 @@ async def run_async(
         delay = policy.delay(1, exc)
         policy.log_retry(op.action, 1, exc, delay)
         await asyncio.sleep(delay)
-    async for attempt in policy.async_retrying(idempotent=op.idempotent, action=op.action, done=1):
+    async for attempt in policy.aretrying(idempotent=op.idempotent, action=op.action, done=1):
         with attempt:
             return await _aonce(op, sign, transport)
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
@@ -112,8 +114,13 @@ async def _aonce(op: Op[T], sign: Callable[[Op[Any]], Call], transport: AsyncTra
     return handle_reply(op, reply)
 
 
+# The names before issue 18 ("async" means asyncio only as the prefix a/Async: docs/architecture.md, Names).
+run_sync = run
+run_async = arun
+
+
 class CountingSigner:
-    """A ``sign`` for :func:`run_sync` / :func:`run_async` that counts the attempts (each is signed afresh), for a
+    """A ``sign`` for :func:`run` / :func:`arun` that counts the attempts (each is signed afresh), for a
     caller whose reading of an error depends on whether an earlier attempt may have reached the server."""
 
     def __init__(self, sign: Callable[[Op[Any]], Call]) -> None:
@@ -204,7 +211,7 @@ class SyncSender(_Client):
 
     def _run(self, op: Op[Any], sign: Callable[[Op[Any]], Call] | None = None) -> Any:
         """``op``'s value, signed by the builder (or ``sign``), sent and read under the retry policy."""
-        return run_sync(op, sign or self._requests.sign, self._transport, self.retry)
+        return run(op, sign or self._requests.sign, self._transport, self.retry)
 
     def close(self) -> None:
         self._transport.close()
@@ -237,7 +244,7 @@ class AsyncSender(_Client):
         )
 
     async def _run(self, op: Op[Any], sign: Callable[[Op[Any]], Call] | None = None) -> Any:
-        return await run_async(op, sign or self._requests.sign, self._transport, self.retry)
+        return await arun(op, sign or self._requests.sign, self._transport, self.retry)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
