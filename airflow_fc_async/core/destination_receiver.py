@@ -36,7 +36,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from airflow_fc_async.core.destinations import QueueDispatch, SharePolicy, Waiter
 from airflow_fc_async.core.errors import FcError
@@ -61,7 +61,9 @@ from airflow_fc_async.core.receiver_registry import (
 from airflow_fc_async.core.receiver_thread import ThreadReceiver, wake_or_start_thread
 
 __all__ = [
+    "ClaimOptions",
     "ClaimedRecord",
+    "FetchOptions",
     "aack_destination_record",
     "ack_destination_record",
     "aclaim_destination_record",
@@ -76,6 +78,37 @@ __all__ = [
 ]
 
 _REGISTRY = REGISTRY  # the name the tests inspect
+
+
+class ClaimOptions(TypedDict, total=False):
+    """The keyword arguments of a claim after ``timeout``: ``delete_on_read`` (default True: the message is
+    deleted on :func:`ack_destination_record`), ``hold_seconds`` (how long the receipt handle stays valid; the
+    default is the sync or the trigger hold), ``policy`` (the queue's :class:`SharePolicy`, when this call creates
+    its dispatch) and ``function_name`` (see :func:`aclaim_destination_record`)."""
+
+    delete_on_read: bool
+    hold_seconds: int
+    policy: SharePolicy | None
+    function_name: str | None
+
+
+class FetchOptions(TypedDict, total=False):
+    """The keyword arguments of a fetch after ``wait_seconds``: ``delete_on_read`` and ``function_name`` as for
+    a claim, and ``before_delete(record)``, run before the message is deleted (store the record there)."""
+
+    delete_on_read: bool
+    before_delete: Callable[[DestinationRecord], Any] | None
+    function_name: str | None
+
+
+def _waiter(request_id: str, options: ClaimOptions, hold: int, settle: Callable[..., None]) -> Waiter:
+    return Waiter(
+        request_id,
+        options.get("delete_on_read", True),
+        options.get("hold_seconds", hold),
+        settle,
+        options.get("function_name"),
+    )
 
 
 def stop_receivers(timeout: float = 45.0) -> None:
@@ -100,15 +133,7 @@ def give_back_claim(client: MnsClient | AsyncMnsClient, claim: ClaimedRecord) ->
 
 
 async def aclaim_destination_record(
-    client: AsyncMnsClient,
-    queue: str,
-    request_id: str,
-    *,
-    timeout: float,
-    delete_on_read: bool = True,
-    hold_seconds: int = TRIGGER_HOLD_SECONDS,
-    policy: SharePolicy | None = None,
-    function_name: str | None = None,
+    client: AsyncMnsClient, queue: str, request_id: str, *, timeout: float, **options: Unpack[ClaimOptions]
 ) -> ClaimedRecord | None:
     """Wait up to ``timeout`` seconds for the record of ``request_id`` via this loop's shared receiver.
 
@@ -135,9 +160,9 @@ async def aclaim_destination_record(
             if not isinstance(result, BaseException):
                 give_back(key, result)
 
-    waiter = Waiter(request_id, delete_on_read, hold_seconds, settle, function_name)
+    waiter = _waiter(request_id, options, TRIGGER_HOLD_SECONDS, settle)
     with REGISTRY.lock:
-        dispatch = REGISTRY.dispatch(key, policy)
+        dispatch = REGISTRY.dispatch(key, options.get("policy"))
         hit = dispatch.register(waiter, time.monotonic())
         if hit is None:
             live = REGISTRY.thread(key) or REGISTRY.task(loop, key)
@@ -173,15 +198,7 @@ async def aclaim_destination_record(
 
 
 def claim_destination_record(
-    client: MnsClient,
-    queue: str,
-    request_id: str,
-    *,
-    timeout: float,
-    delete_on_read: bool = True,
-    hold_seconds: int = SYNC_HOLD_SECONDS,
-    policy: SharePolicy | None = None,
-    function_name: str | None = None,
+    client: MnsClient, queue: str, request_id: str, *, timeout: float, **options: Unpack[ClaimOptions]
 ) -> ClaimedRecord | None:
     """Block up to ``timeout`` seconds for the record of ``request_id`` via the process's shared receiver thread
     (``function_name`` as in :func:`aclaim_destination_record`)."""
@@ -198,8 +215,8 @@ def claim_destination_record(
         else:
             future.set_result(result)
 
-    waiter = Waiter(request_id, delete_on_read, hold_seconds, settle, function_name)
-    dispatch, hit, leave = _join_thread_receiver(client, queue, waiter, policy)
+    waiter = _waiter(request_id, options, SYNC_HOLD_SECONDS, settle)
+    dispatch, hit, leave = _join_thread_receiver(client, queue, waiter, options.get("policy"))
     if hit is not None:
         return hit_claim(dispatch, hit, queue, waiter)
     try:
@@ -320,27 +337,16 @@ async def aack_destination_record(client: AsyncMnsClient, claim: ClaimedRecord) 
 
 
 def fetch_destination_record(
-    client: MnsClient,
-    queue: str,
-    request_id: str,
-    *,
-    wait_seconds: float,
-    delete_on_read: bool = True,
-    before_delete: Callable[[DestinationRecord], Any] | None = None,
-    function_name: str | None = None,
+    client: MnsClient, queue: str, request_id: str, *, wait_seconds: float, **options: Unpack[FetchOptions]
 ) -> DestinationRecord | None:
     """The record of ``request_id`` within ``wait_seconds`` (it may arrive before or after the task's terminal
     status), or None. ``before_delete(record)`` runs before its message is deleted: store the record there."""
     claim = claim_destination_record(
-        client,
-        queue,
-        request_id,
-        timeout=wait_seconds,
-        delete_on_read=delete_on_read,
-        function_name=function_name,
+        client, queue, request_id, timeout=wait_seconds, **_claim_part(options, SYNC_HOLD_SECONDS)
     )
     if claim is None:
         return None
+    before_delete = options.get("before_delete")
     if before_delete is not None:
         before_delete(claim.record)
     ack_destination_record(client, claim, settle_seconds=30.0)
@@ -353,25 +359,28 @@ async def afetch_destination_record(
     request_id: str,
     *,
     wait_seconds: float,
-    delete_on_read: bool = True,
-    before_delete: Callable[[DestinationRecord], Any] | None = None,
-    function_name: str | None = None,
+    **options: Unpack[FetchOptions],
 ) -> DestinationRecord | None:
     """The async twin of :func:`fetch_destination_record` (``before_delete`` may be a coroutine function)."""
     claim = await aclaim_destination_record(
-        client,
-        queue,
-        request_id,
-        timeout=wait_seconds,
-        delete_on_read=delete_on_read,
-        hold_seconds=SYNC_HOLD_SECONDS,
-        function_name=function_name,
+        client, queue, request_id, timeout=wait_seconds, **_claim_part(options, SYNC_HOLD_SECONDS)
     )
     if claim is None:
         return None
+    before_delete = options.get("before_delete")
     if before_delete is not None:
         result = before_delete(claim.record)
         if inspect.isawaitable(result):
             await result
     await aack_destination_record(client, claim)
     return claim.record
+
+
+def _claim_part(options: FetchOptions, hold_seconds: int) -> ClaimOptions:
+    """A fetch's claim: its options that a claim takes, and the hold (a fetch acknowledges at once)."""
+    claim: ClaimOptions = {"hold_seconds": hold_seconds}
+    if "delete_on_read" in options:
+        claim["delete_on_read"] = options["delete_on_read"]
+    if "function_name" in options:
+        claim["function_name"] = options["function_name"]
+    return claim

@@ -1,10 +1,16 @@
 """One exception hierarchy for FC, MNS and SLS.
 
+The names say ``Fc`` for all three services: ``FcError`` is the root of every error this package raises on
+purpose, whichever service answered (an MNS ``QueueNotExist`` is an ``FcNotFoundError``, an SLS
+``ReadQuotaExceed`` an ``FcThrottledError``). ``Fc`` is the package's prefix here, not the service's: catch
+``FcError`` around any client call; ``code`` and the request id say which service it was.
+
 ::
 
-    FcError                          anything this package raises on purpose
+    FcError                          anything this package raises on purpose (FC, MNS or SLS)
     +-- FcValidationError            bad input found before sending (ValueError too); names the field
-    +-- FcTransportError             connection refused/reset, timeout: retryable
+    +-- FcTransportError             connection reset, timeout: no usable reply; retryable
+    |   +-- FcConnectError           the connection could not be made: nothing was sent, any call may repeat
     +-- FcResponseError              the server answered something unparseable (HTML, truncated JSON, ...)
     +-- FcApiError                   an error reply: status, code, message, request id
         +-- FcInvalidArgumentError   400
@@ -12,25 +18,31 @@
         +-- FcAuthError              403 (and 401)
         +-- FcNotFoundError          404
         +-- FcConflictError          409
+        |   +-- FcTaskIdInUseError   InvokeFunction's task id is taken by a task that is not this request
         +-- FcThrottledError         429 (and SLS 403 ReadQuotaExceed): retryable
         +-- FcServerError            5xx: retryable
+        +-- MnsBatchError            some messages of an MNS batch failed (``core.mns_requests``): not retried
 """
 
 from __future__ import annotations
 
 import re
+from typing import NotRequired, TypedDict, Unpack
 
 __all__ = [
     "FUNCTION_MISSING_CODES",
+    "ApiErrorFields",
     "FcApiError",
     "FcAuthError",
     "FcConflictError",
+    "FcConnectError",
     "FcError",
     "FcInvalidArgumentError",
     "FcNotFoundError",
     "FcPayloadTooLargeError",
     "FcResponseError",
     "FcServerError",
+    "FcTaskIdInUseError",
     "FcThrottledError",
     "FcTransportError",
     "FcValidationError",
@@ -83,6 +95,11 @@ class FcTransportError(FcError):
     retryable = True
 
 
+class FcConnectError(FcTransportError):
+    """The connection could not be made: the request never reached the server, so any call may be repeated
+    (even a non-idempotent one). Also importable from ``core.http``, where it was first defined."""
+
+
 class FcResponseError(FcError):
     """A reply that does not parse as what the API documents (retryable: proxies and gateways produce these)."""
 
@@ -94,8 +111,17 @@ class FcResponseError(FcError):
         self.request_id = request_id
 
 
+class ApiErrorFields(TypedDict):
+    """The keyword arguments of :class:`FcApiError` after the message (a subclass passes them on)."""
+
+    status: int
+    code: str | None
+    request_id: str | None
+    retry_after: NotRequired[float | None]
+
+
 class FcApiError(FcError):
-    """An error reply from FC or MNS."""
+    """An error reply from FC, MNS or SLS."""
 
     def __init__(
         self,
@@ -140,6 +166,21 @@ class FcNotFoundError(FcApiError):
 
 class FcConflictError(FcApiError):
     pass
+
+
+class FcTaskIdInUseError(FcConflictError):
+    """FC refused an async task id as used (409) and the task holding it is not this request: ``why`` says how
+    that is known; the message is :func:`task_id_in_use`'s."""
+
+    def __init__(self, task_id: str, function_name: str, why: str, **fields: Unpack[ApiErrorFields]) -> None:
+        self.task_id = task_id
+        self.function_name = function_name
+        self.why = why
+        super().__init__(task_id_in_use(task_id, function_name, why), **fields)
+
+    def message_for(self, *, generated: bool) -> str:
+        """The message again, with the advice for a ``generated`` id (an operator's) when it is one."""
+        return task_id_in_use(self.task_id, self.function_name, self.why, generated=generated)
 
 
 class FcThrottledError(FcApiError):
@@ -194,11 +235,25 @@ def api_error(
     )
 
 
-def task_id_in_use(task_id: str, function_name: str, why: str) -> str:
-    """The message of a refused task id: which id, that FC refused it as used, why it is not ours, what to do."""
-    return (
+def task_id_in_use(task_id: str, function_name: str, why: str, *, generated: bool = False) -> str:
+    """The one message of a refused task id, the client's and the operator's: which id, that FC refused it as
+    used, why the existing task is not this request, and what to do, which depends on whose id it is.
+
+    A caller's id is an idempotency key (the same payload returns the existing task). A ``generated`` id (the
+    operator's, ``core.task_ids``) names one try of one DAG run, so the same payload does not make it this run's;
+    the way out is another DAG run id (or an id of one's own, which is an idempotency key).
+    """
+    head = (
         f"FC refused async task id {task_id!r} of function {function_name} as already used (409), and the "
-        f"existing task is not this request: {why}. Its result is not reported. A task id is an idempotency key: "
-        "the same id with the same payload returns the existing task's result; a new invocation needs a new id "
-        "(e.g. a templated async_task_id such as 'nightly-{{ ds }}', or the operator's generated id)"
+        f"existing task is not this request: {why}. Its result is not reported. "
+    )
+    if generated:
+        return head + (
+            "The id was generated for this try of this DAG run (dag, task, run id, map index, try), so a new "
+            "DAG run id gets new ids; an async_task_id of your own is an idempotency key instead"
+        )
+    return head + (
+        "A task id is an idempotency key: the same id with the same payload returns the existing task's result; "
+        "a new invocation needs a new id (e.g. a templated async_task_id such as 'nightly-{{ ds }}', or the "
+        "operator's generated id)"
     )

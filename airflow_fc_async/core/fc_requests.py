@@ -1,5 +1,6 @@
-"""Every FC 3.0 request and reply reading, without I/O: :class:`FcRequests` builds :class:`Op` values that
-the sync and the async client (``fc.py``) sign and send; the readers turn replies into models.
+"""Every FC 3.0 request and reply reading, without I/O: :class:`FcRequests` builds :class:`Op` values and signs
+them; the sync and the async client (``fc.py``) hold one and send what it builds; the readers turn replies into
+models. A 409 on InvokeFunction is decided here once (:meth:`PendingInvoke.resolve`).
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from airflow_fc_async.core.errors import (
     FcApiError,
     FcConflictError,
     FcNotFoundError,
-    FcResponseError,
-    task_id_in_use,
+    FcTaskIdInUseError,
 )
 from airflow_fc_async.core.http import (
     Call,
     Op,
     Reply,
     RequestBuilder,
+    bad_reply,
     parse_json,
     request_id_of,
 )
@@ -43,7 +44,7 @@ from airflow_fc_async.core.validation import (
     new_task_id,
 )
 
-__all__ = ["FcRequests", "InvokeOptions"]
+__all__ = ["FcRequests", "InvokeOptions", "PendingInvoke"]
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,50 @@ class InvokeOptions(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
-class _Invoke:
+class PendingInvoke:
+    """An async InvokeFunction about to be sent: its ``op`` and what a 409 reply is judged against."""
+
     op: Op[AsyncInvocation]
     function_name: str
     qualifier: str
     task_id: str
     body: bytes
+
+    def resolve(self, err: FcConflictError, task: AsyncTask | None, *, retry: bool) -> AsyncInvocation:
+        """The one rule for a 409 on InvokeFunction (the id is taken): a task id is an idempotency key.
+
+        ``task`` is the task read back under that id (None: none could be read). It is returned
+        (``AsyncInvocation.existing``) when it holds this very payload; anything else raises
+        :class:`FcTaskIdInUseError`. On a ``retry`` (an earlier attempt of this call may have reached FC) a
+        payload that is not UTF-8 is compared as FC records it (invalid bytes replaced); on a first attempt it
+        must match as is. Whether the task is also this caller's (an operator's generated id) is the caller's
+        question: ``conflict`` tells it whose attempt the 409 answered.
+        """
+        if task is not None and _same_payload(task.payload, self.body, lossy=retry):
+            log.info(
+                "invoke of %s: task %s already exists with this payload (%s)",
+                self.function_name,
+                self.task_id,
+                "an earlier attempt of this call" if retry else "the same id used before",
+            )
+            return AsyncInvocation(
+                task_id=self.task_id,
+                request_id=task.request_id,
+                existing=task,
+                conflict="retry" if retry else "same-id",
+            )
+        if task is None:
+            why = "no task with that id could be read back"
+        elif not _utf8(self.body):
+            why = "this payload is not UTF-8, so FC's record of it cannot prove it is the same"
+        else:
+            why = "that task holds another payload"
+        raise FcTaskIdInUseError(
+            self.task_id, self.function_name, why, status=err.status, code=err.code, request_id=err.request_id
+        )
+
+
+_Invoke = PendingInvoke  # the name before issue 18
 
 
 class FcRequests(RequestBuilder):
@@ -73,7 +112,7 @@ class FcRequests(RequestBuilder):
 
     endpoint_field = "fc_endpoint"
 
-    def _sign(self, op: Op[Any]) -> Call:
+    def sign(self, op: Op[Any]) -> Call:
         query = op.query if isinstance(op.query, dict) else None
         headers = sign_fc_request(
             self.credentials,
@@ -106,14 +145,14 @@ class FcRequests(RequestBuilder):
         return Op(ep.action, ep.method, ep.path(**params), query, hdrs, body, parse, recover, idempotent)
 
     # -- invoke --------------------------------------------------------------------------------------------
-    def _invoke_async_op(
+    def invoke_async_op(
         self,
         function_name: str,
         payload: Any,
         qualifier: str = "LATEST",
         task_id: str | None = None,
         delay_seconds: int | None = None,
-    ) -> _Invoke:
+    ) -> PendingInvoke:
         fn = check_function_name(function_name)
         q = check_qualifier(qualifier)
         tid = check_task_id(task_id) if task_id is not None else new_task_id()
@@ -133,45 +172,9 @@ class FcRequests(RequestBuilder):
         op = self._op(
             "InvokeFunction", parse, query={"qualifier": q}, body=body, headers=headers, function=fn
         )
-        return _Invoke(op, fn, q, tid, body)
+        return PendingInvoke(op, fn, q, tid, body)
 
-    @staticmethod
-    def _resolve_conflict(
-        inv: _Invoke, err: FcConflictError, task: AsyncTask | None, *, retry: bool
-    ) -> AsyncInvocation:
-        """The one rule for a 409 on InvokeFunction (the id is taken): a task id is an idempotency key.
-
-        The existing task is returned when it holds this very payload; anything else is refused with
-        :func:`task_id_in_use`. On a ``retry`` (an earlier attempt of this call may have reached FC) a payload that
-        is not UTF-8 is compared as FC records it (invalid bytes replaced); on a first attempt it must match as is.
-        """
-        if task is not None and _same_payload(task.payload, inv.body, lossy=retry):
-            log.info(
-                "invoke of %s: task %s already exists with this payload (%s)",
-                inv.function_name,
-                inv.task_id,
-                "an earlier attempt of this call" if retry else "the same id used before",
-            )
-            return AsyncInvocation(
-                task_id=inv.task_id,
-                request_id=task.request_id,
-                existing=task,
-                conflict="retry" if retry else "same-id",
-            )
-        if task is None:
-            why = "no task with that id could be read back"
-        elif not _utf8(inv.body):
-            why = "this payload is not UTF-8, so FC's record of it cannot prove it is the same"
-        else:
-            why = "that task holds another payload"
-        raise FcConflictError(
-            task_id_in_use(inv.task_id, inv.function_name, why),
-            status=err.status,
-            code=err.code,
-            request_id=err.request_id,
-        )
-
-    def _invoke_sync_op(self, function_name: str, payload: Any, qualifier: str) -> Op[bytes]:
+    def invoke_sync_op(self, function_name: str, payload: Any, qualifier: str) -> Op[bytes]:
         headers = {
             H.CONTENT_TYPE: "application/octet-stream",
             H.FC_INVOCATION_TYPE: "Sync",
@@ -188,25 +191,23 @@ class FcRequests(RequestBuilder):
         )
 
     # -- tasks ---------------------------------------------------------------------------------------------
-    def _get_task_op(self, function_name: str, task_id: str, qualifier: str) -> Op[AsyncTask]:
+    def get_task_op(self, function_name: str, task_id: str, qualifier: str) -> Op[AsyncTask]:
+        return self._task_op("GetAsyncTask", _parse_task, function_name, task_id, qualifier)
+
+    def stop_task_op(self, function_name: str, task_id: str, qualifier: str) -> Op[None]:
+        return self._task_op("StopAsyncTask", lambda r: None, function_name, task_id, qualifier)
+
+    def _task_op(self, action: str, parse: Any, function_name: str, task_id: str, qualifier: str) -> Op[Any]:
+        """An operation on one task (``functions/{function}/async-tasks/{task_id}?qualifier=``), inputs checked."""
         return self._op(
-            "GetAsyncTask",
-            _parse_task,
+            action,
+            parse,
             query={"qualifier": check_qualifier(qualifier)},
             function=check_function_name(function_name),
             task_id=check_task_id(task_id),
         )
 
-    def _stop_task_op(self, function_name: str, task_id: str, qualifier: str) -> Op[None]:
-        return self._op(
-            "StopAsyncTask",
-            lambda r: None,
-            query={"qualifier": check_qualifier(qualifier)},
-            function=check_function_name(function_name),
-            task_id=check_task_id(task_id),
-        )
-
-    def _task_pager(self, query: AsyncTaskQuery) -> Pager[AsyncTask]:
+    def task_pager(self, query: AsyncTaskQuery) -> Pager[AsyncTask]:
         def request(token: str | None, taken: int) -> Op[tuple[list[AsyncTask], str | None]]:
             params = query.params(token, taken)
             return self._op("ListAsyncTasks", _parse_task_page, query=params, function=query.function_name)
@@ -214,7 +215,7 @@ class FcRequests(RequestBuilder):
         return Pager(request, keep=query.keep, limit=query.limit)
 
     # -- configs and functions -----------------------------------------------------------------------------
-    def _put_config_op(
+    def put_config_op(
         self, function_name: str, config: AsyncInvokeConfig, qualifier: str
     ) -> Op[AsyncInvokeConfig]:
         check_async_invoke_config(config)
@@ -234,7 +235,7 @@ class FcRequests(RequestBuilder):
             function=check_function_name(function_name),
         )
 
-    def _get_config_op(self, function_name: str, qualifier: str) -> Op[AsyncInvokeConfig | None]:
+    def get_config_op(self, function_name: str, qualifier: str) -> Op[AsyncInvokeConfig | None]:
         def recover(err: FcApiError, reply: Reply) -> None:
             if isinstance(err, FcNotFoundError) and err.code not in FUNCTION_MISSING_CODES:
                 return None
@@ -248,7 +249,7 @@ class FcRequests(RequestBuilder):
             function=check_function_name(function_name),
         )
 
-    def _delete_config_op(self, function_name: str, qualifier: str) -> Op[None]:
+    def delete_config_op(self, function_name: str, qualifier: str) -> Op[None]:
         return self._op(
             "DeleteAsyncInvokeConfig",
             lambda r: None,
@@ -256,7 +257,7 @@ class FcRequests(RequestBuilder):
             function=check_function_name(function_name),
         )
 
-    def _config_pager(self, function_name: str | None) -> Pager[AsyncInvokeConfig]:
+    def config_pager(self, function_name: str | None) -> Pager[AsyncInvokeConfig]:
         fn = check_function_name(function_name) if function_name is not None else None
 
         def request(token: str | None, taken: int) -> Op[tuple[list[AsyncInvokeConfig], str | None]]:
@@ -265,7 +266,7 @@ class FcRequests(RequestBuilder):
 
         return Pager(request)
 
-    def _get_function_op(self, function_name: str, qualifier: str | None) -> Op[dict[str, Any]]:
+    def get_function_op(self, function_name: str, qualifier: str | None) -> Op[dict[str, Any]]:
         q = check_qualifier(qualifier) if qualifier is not None else None
         return self._op(
             "GetFunction", _json_object, query={"qualifier": q}, function=check_function_name(function_name)
@@ -276,11 +277,7 @@ class FcRequests(RequestBuilder):
 def _json_object(reply: Reply) -> dict[str, Any]:
     data = parse_json(reply)
     if not isinstance(data, dict):
-        raise FcResponseError(
-            f"HTTP {reply.status}: expected a JSON object, got {type(data).__name__}",
-            status=reply.status,
-            request_id=request_id_of(reply.headers),
-        )
+        raise bad_reply(reply, f"expected a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -288,22 +285,14 @@ def _parse_task(reply: Reply) -> AsyncTask:
     try:
         return AsyncTask.from_json(_json_object(reply))
     except (ValueError, TypeError) as exc:
-        raise FcResponseError(
-            f"HTTP {reply.status}: not an async task: {exc}",
-            status=reply.status,
-            request_id=request_id_of(reply.headers),
-        ) from None
+        raise bad_reply(reply, f"not an async task: {exc}") from None
 
 
 def _page(reply: Reply, key: str) -> tuple[list[dict[str, Any]], str | None]:
     data = _json_object(reply)
     items = data.get(key) or data.get(key[:1].upper() + key[1:]) or []
     if not isinstance(items, list):
-        raise FcResponseError(
-            f"HTTP {reply.status}: {key!r} is not a list",
-            status=reply.status,
-            request_id=request_id_of(reply.headers),
-        )
+        raise bad_reply(reply, f"{key!r} is not a list")
     token = data.get("nextToken") or data.get("NextToken") or None
     return [i for i in items if isinstance(i, dict)], (str(token) if token else None)
 
@@ -313,11 +302,7 @@ def _parse_task_page(reply: Reply) -> tuple[list[AsyncTask], str | None]:
     try:
         return [AsyncTask.from_json(i) for i in items], token
     except (ValueError, TypeError) as exc:
-        raise FcResponseError(
-            f"HTTP {reply.status}: bad task in page: {exc}",
-            status=reply.status,
-            request_id=request_id_of(reply.headers),
-        ) from None
+        raise bad_reply(reply, f"bad task in page: {exc}") from None
 
 
 def _parse_config_page(reply: Reply) -> tuple[list[AsyncInvokeConfig], str | None]:

@@ -23,16 +23,16 @@ from airflow_fc_async.core.credentials import Credentials
 from airflow_fc_async.core.endpoints import H
 from airflow_fc_async.core.errors import (
     FcApiError,
+    FcConnectError,
     FcError,
     FcResponseError,
     FcThrottledError,
-    FcTransportError,
     FcValidationError,
     api_error,
 )
-from airflow_fc_async.core.policies import capped_doubling
+from airflow_fc_async.core.policies import bounded, capped_doubling, check_bounds
 
-__all__ = [
+__all__ = [  # FcConnectError: defined in errors.py, importable here as before
     "BaseUrl",
     "Call",
     "FcConnectError",
@@ -40,6 +40,7 @@ __all__ = [
     "Reply",
     "RequestBuilder",
     "RetryPolicy",
+    "bad_reply",
     "error_from_reply",
     "handle_reply",
     "parse_json",
@@ -92,31 +93,22 @@ class BaseUrl:
 
 
 class RequestBuilder:
-    """What every client shares, I/O-free: endpoint, credentials, timeouts and retry policy.
+    """What every service's request builder shares, I/O-free: the endpoint, the credentials and :meth:`sign`.
 
-    Subclasses (``FcRequests``, ``MnsRequests``, ``SlsRequests``) build and sign their service's requests; the
-    senders in ``transport`` (``SyncSender``, ``AsyncSender``) add the I/O.
+    Subclasses (``FcRequests``, ``MnsRequests``, ``SlsRequests``) build one :class:`Op` per operation and sign it;
+    a client (``SyncSender`` / ``AsyncSender`` in ``transport``) holds one and sends what it builds, so calls go
+    one way: client, builder, transport. ``read_timeout`` is the client's (a long poll asks for more).
     """
 
     endpoint_field = "endpoint"
     """The connection field named in the error when the endpoint does not parse."""
     default_pool_size = 10
-    """Connections a sender keeps per host."""
+    """Connections a client keeps per host."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        credentials: Credentials,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-    ) -> None:
+    def __init__(self, endpoint: str, credentials: Credentials, *, read_timeout: float = 60.0) -> None:
         self.base = BaseUrl.parse(endpoint, self.endpoint_field)
         self.credentials = credentials
-        self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.retry = retry or RetryPolicy()
 
     @property
     def endpoint(self) -> str:
@@ -125,8 +117,9 @@ class RequestBuilder:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(endpoint={self.base.url!r}, access_key_id={self.credentials.access_key_id!r})"
 
-    def _sign(self, op: Op[Any]) -> Call:
-        raise NotImplementedError
+    def sign(self, op: Op[Any]) -> Call:
+        """``op`` as a signed :class:`Call` (a new date and nonce each time: every attempt is signed afresh)."""
+        raise NotImplementedError(f"{type(self).__name__} signs per request; see its docstring")
 
 
 @dataclass(frozen=True)
@@ -177,10 +170,6 @@ class Reply:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
-
-
-class FcConnectError(FcTransportError):
-    """The connection could not be made: the request never reached the server, so any call may be repeated."""
 
 
 def request_id_of(headers: Mapping[str, str]) -> str | None:
@@ -268,6 +257,14 @@ def handle_reply(op: Op[T], reply: Reply) -> T:
     raise error
 
 
+def bad_reply(reply: Reply, problem: str) -> FcResponseError:
+    """The error of a 2xx reply that is not what the API documents: ``HTTP <status>: <problem>``, with the
+    reply's status and request id (raise it)."""
+    return FcResponseError(
+        f"HTTP {reply.status}: {problem}", status=reply.status, request_id=request_id_of(reply.headers)
+    )
+
+
 def parse_json(reply: Reply) -> Any:
     """The JSON of a 2xx reply ({} when empty); a body that is not JSON is an :class:`FcResponseError`."""
     if not reply.body.strip():
@@ -275,10 +272,8 @@ def parse_json(reply: Reply) -> Any:
     try:
         return json.loads(reply.body)
     except ValueError as exc:
-        raise FcResponseError(
-            f"HTTP {reply.status}: the body is not JSON ({exc}): {_snippet(reply.body.decode('utf-8', 'replace'))}",
-            status=reply.status,
-            request_id=request_id_of(reply.headers),
+        raise bad_reply(
+            reply, f"the body is not JSON ({exc}): {_snippet(reply.body.decode('utf-8', 'replace'))}"
         ) from None
 
 
@@ -287,18 +282,12 @@ def parse_xml(reply: Reply, expected: str | tuple[str, ...] | None = None) -> ET
     try:
         root = ET.fromstring(reply.body)
     except ET.ParseError as exc:
-        raise FcResponseError(
-            f"HTTP {reply.status}: the body is not XML ({exc}): {_snippet(reply.body.decode('utf-8', 'replace'))}",
-            status=reply.status,
-            request_id=request_id_of(reply.headers),
+        raise bad_reply(
+            reply, f"the body is not XML ({exc}): {_snippet(reply.body.decode('utf-8', 'replace'))}"
         ) from None
     wanted = (expected,) if isinstance(expected, str) else expected
     if wanted and xml_local(root.tag) not in wanted:
-        raise FcResponseError(
-            f"HTTP {reply.status}: expected <{'|'.join(wanted)}>, got <{xml_local(root.tag)}>",
-            status=reply.status,
-            request_id=request_id_of(reply.headers),
-        )
+        raise bad_reply(reply, f"expected <{'|'.join(wanted)}>, got <{xml_local(root.tag)}>")
     return root
 
 
@@ -311,15 +300,14 @@ class RetryPolicy:
     nothing ran: a refused connection or a 429.
     """
 
-    max_attempts: int = 4
+    max_attempts: int = bounded(4, low=1)
     base_delay: float = 0.25
     max_delay: float = 8.0
     max_retry_after: float = 60.0
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        check_bounds(self)
         if self.base_delay < 0 or self.max_delay < self.base_delay:
             raise ValueError(f"need 0 <= base_delay <= max_delay, got {self.base_delay}, {self.max_delay}")
 
@@ -373,7 +361,8 @@ class RetryPolicy:
         """Attempts after the ``done`` already made (and waited for) by the caller."""
         return Retrying(**self._kwargs(idempotent, action, done))
 
-    def async_retrying(
-        self, *, idempotent: bool = True, action: str = "request", done: int = 0
-    ) -> AsyncRetrying:
+    def aretrying(self, *, idempotent: bool = True, action: str = "request", done: int = 0) -> AsyncRetrying:
+        """The asyncio twin of :meth:`retrying`."""
         return AsyncRetrying(**self._kwargs(idempotent, action, done))
+
+    async_retrying = aretrying  # the name before issue 18

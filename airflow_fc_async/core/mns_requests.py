@@ -1,5 +1,5 @@
 """Every MNS queue request and reply reading, without I/O: XML written byte for byte as the official SDK
-writes it, read namespace-aware; the clients (``mns.py``) sign and send.
+writes it, read namespace-aware, and signed (:meth:`MnsRequests.sign`); the clients (``mns.py``) hold one and send.
 """
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn, TypedDict
+from typing import Any, NoReturn, TypedDict, Unpack
 from urllib.parse import quote
 
 from airflow_fc_async.core.endpoints import MNS_ENDPOINTS, H
-from airflow_fc_async.core.errors import FcApiError, FcResponseError, FcValidationError
+from airflow_fc_async.core.errors import ApiErrorFields, FcApiError, FcValidationError
 from airflow_fc_async.core.http import (
     Call,
     Op,
     Reply,
     RequestBuilder,
+    bad_reply,
     parse_xml,
-    request_id_of,
     xml_fields,
     xml_local,
 )
@@ -97,13 +97,11 @@ class MnsBatchError(FcApiError):
         self,
         msg: str,
         *,
-        status: int,
-        code: str | None,
-        request_id: str | None,
         message_ids: list[str | None],
         failures: list[tuple[int, str, str]],
+        **fields: Unpack[ApiErrorFields],
     ) -> None:
-        super().__init__(msg, status=status, code=code, request_id=request_id)
+        super().__init__(msg, **fields)
         self.message_ids = message_ids
         self.failures = failures
 
@@ -136,9 +134,7 @@ def _children(root: ET.Element, name: str) -> list[ET.Element]:
 
 
 def _bad_reply(reply: Reply, problem: str) -> NoReturn:
-    raise FcResponseError(
-        f"HTTP {reply.status}: {problem}", status=reply.status, request_id=request_id_of(reply.headers)
-    )
+    raise bad_reply(reply, problem)
 
 
 class MnsRequests(RequestBuilder):
@@ -146,7 +142,7 @@ class MnsRequests(RequestBuilder):
 
     endpoint_field = "mns_endpoint"
 
-    def _sign(self, op: Op[Any]) -> Call:
+    def sign(self, op: Op[Any]) -> Call:
         resource = f"{op.path}?{op.query}" if op.query else op.path
         headers = sign_mns_request(
             self.credentials, method=op.method, host=self.base.host, resource=resource, headers=op.headers
@@ -183,7 +179,7 @@ class MnsRequests(RequestBuilder):
         )
 
     # -- queues --------------------------------------------------------------------------------------------
-    def _create_queue_op(self, name: str, attrs: QueueAttributes) -> Op[bool]:
+    def create_queue_op(self, name: str, attrs: QueueAttributes) -> Op[bool]:
         unknown = sorted(set(attrs) - set(QueueAttributes.__annotations__))
         if unknown:
             raise TypeError(f"create_queue() got an unexpected keyword argument {unknown[0]!r}")
@@ -204,14 +200,14 @@ class MnsRequests(RequestBuilder):
             "CreateQueue", lambda r: r.status == 201, name, body=_document("Queue", inner), recover=recover
         )
 
-    def _queue_attributes_op(self, name: str) -> Op[dict[str, str | int]]:
+    def queue_attributes_op(self, name: str) -> Op[dict[str, str | int]]:
         def parse(reply: Reply) -> dict[str, str | int]:
             fields = xml_fields(parse_xml(reply, "Queue"))
             return {k: int(v) if v.isdigit() else v for k, v in fields.items()}
 
         return self._op("GetQueueAttributes", parse, name)
 
-    def _delete_queue_op(self, name: str) -> Op[None]:
+    def delete_queue_op(self, name: str) -> Op[None]:
         return self._op("DeleteQueue", lambda r: None, name)
 
     # -- messages ------------------------------------------------------------------------------------------
@@ -224,7 +220,7 @@ class MnsRequests(RequestBuilder):
             inner += _element("Priority", check_int_range("priority", priority, 1, 16))
         return inner
 
-    def _send_op(self, queue: str, body: str, delay_seconds: int | None, priority: int | None) -> Op[str]:
+    def send_op(self, queue: str, body: str, delay_seconds: int | None, priority: int | None) -> Op[str]:
         def parse(reply: Reply) -> str:
             message_id = xml_fields(parse_xml(reply, "Message")).get("MessageId")
             return message_id or _bad_reply(reply, "no MessageId in the reply")
@@ -236,7 +232,7 @@ class MnsRequests(RequestBuilder):
             body=_document("Message", self._message_xml(body, delay_seconds, priority)),
         )
 
-    def _batch_send_ops(self, queue: str, bodies: Sequence[str]) -> list[Op[list[str]]]:
+    def batch_send_ops(self, queue: str, bodies: Sequence[str]) -> list[Op[list[str]]]:
         """One op per batch of at most 16 messages and 64 KB."""
         if isinstance(bodies, str):
             raise TypeError("bodies must be a list of strings, not one string")
@@ -263,7 +259,7 @@ class MnsRequests(RequestBuilder):
             for b in batches
         ]
 
-    def _receive_op(
+    def receive_op(
         self, queue: str, max_messages: int, wait_seconds: int | None, peek: bool
     ) -> Op[list[MnsMessage]]:
         n = check_int_range("max_messages", max_messages, 1, _BATCH)
@@ -292,14 +288,12 @@ class MnsRequests(RequestBuilder):
             read_timeout=read_timeout,
         )
 
-    def _delete_message_op(self, queue: str, receipt_handle: str) -> Op[None]:
+    def delete_message_op(self, queue: str, receipt_handle: str) -> Op[None]:
         return self._op(
             "DeleteMessage", lambda r: None, queue, query=f"ReceiptHandle={_handle(receipt_handle)}"
         )
 
-    def _batch_delete_ops(
-        self, queue: str, receipt_handles: Iterable[str]
-    ) -> list[Op[list[tuple[str, str]]]]:
+    def batch_delete_ops(self, queue: str, receipt_handles: Iterable[str]) -> list[Op[list[tuple[str, str]]]]:
         handles = [_require_handle(h) for h in receipt_handles]
         ops = []
         for i in range(0, len(handles), _BATCH):
@@ -316,7 +310,7 @@ class MnsRequests(RequestBuilder):
             )
         return ops
 
-    def _change_visibility_op(self, queue: str, receipt_handle: str, visibility_timeout: int) -> Op[str]:
+    def change_visibility_op(self, queue: str, receipt_handle: str, visibility_timeout: int) -> Op[str]:
         seconds = check_int_range("visibility_timeout", visibility_timeout, 1, 43200)
 
         def parse(reply: Reply) -> str:

@@ -7,13 +7,17 @@ call), :class:`~airflow_fc_async.core.waiting.WaitPolicy` (status reads) and
 loops (the MNS receivers, the status poller, the destination-event trigger) pause after an error by
 :func:`error_pause`. To change a back-off, change it here (or the policy's default), and its unit test.
 
+A policy's numbers validate themselves: each field that has a range declares it where it is declared
+(:func:`bounded`), and the policy's ``__post_init__`` calls :func:`check_bounds`, which names the field.
+
 Pure and cheap to import (stdlib only): adapters import it at DAG-parse time. Nothing here imports Airflow.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 __all__ = [
     "DEFER_MARGIN",
@@ -25,7 +29,9 @@ __all__ = [
     "SYNC_HOLD_SECONDS",
     "TRIGGER_HOLD_SECONDS",
     "SharePolicy",
+    "bounded",
     "capped_doubling",
+    "check_bounds",
     "error_pause",
     "result_reread_delay",
 ]
@@ -73,15 +79,51 @@ def result_reread_delay(attempt: int) -> float:
     return float(attempt)
 
 
+_N = TypeVar("_N")
+
+
+def bounded(
+    default: _N, *, low: float | None = None, high: float | None = None, above: float | None = None
+) -> _N:
+    """A dataclass field's ``default`` and its range: ``low <= value`` (or ``above < value``), ``value <= high``;
+    None, where the field allows it, is not checked. :func:`check_bounds` enforces it."""
+    bounds = {"low": low, "high": high, "above": above}
+    return field(default=default, metadata={"bounds": bounds})
+
+
+def check_bounds(policy: Any) -> None:
+    """Raise ``ValueError`` naming the first field of ``policy`` (a dataclass) outside its :func:`bounded` range."""
+    for f in fields(policy):
+        bounds = f.metadata.get("bounds")
+        value = getattr(policy, f.name)
+        if bounds is None or value is None:
+            continue
+        low, high, above = bounds["low"], bounds["high"], bounds["above"]
+        if (
+            (low is not None and value < low)
+            or (above is not None and value <= above)
+            or (high is not None and value > high)
+        ):
+            raise ValueError(f"{f.name} must be {_range_text(low, high, above)}, got {value}")
+
+
+def _range_text(low: float | None, high: float | None, above: float | None) -> str:
+    if high is None:
+        return f">= {low}" if above is None else f"> {above}"
+    if above is not None:
+        return f"in ({above}, {high}]"
+    return f"between {low} and {high}" if low is not None else f"<= {high}"
+
+
 @dataclass(frozen=True)
 class SharePolicy:
     """How a receiver shares a queue: holds of foreign messages, receive back-off, memory sizes."""
 
-    hand_back: int = 1
+    hand_back: int = bounded(1, low=1)
     sweep_hold: int = 30
-    max_hold: int = MAX_HOLD_SECONDS
-    batch_size: int = 16
-    long_poll: int = 20
+    max_hold: int = bounded(MAX_HOLD_SECONDS, high=43200)
+    batch_size: int = bounded(16, low=1, high=16)
+    long_poll: int = bounded(20, low=0, high=30)
     max_backoff: float = 10.0
     memory_size: int = 200_000
     pending_seconds: float = 300.0
@@ -89,12 +131,9 @@ class SharePolicy:
     function_memory: float = 900.0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.hand_back <= self.sweep_hold <= self.max_hold <= 43200:
+        check_bounds(self)
+        if not self.hand_back <= self.sweep_hold <= self.max_hold:
             raise ValueError("need 1 <= hand_back <= sweep_hold <= max_hold <= 43200")
-        if not 1 <= self.batch_size <= 16:
-            raise ValueError(f"batch_size must be 1..16, got {self.batch_size}")
-        if not 0 <= self.long_poll <= 30:
-            raise ValueError(f"long_poll must be 0..30 s, got {self.long_poll}")
 
     def foreign_hold(self, touches: int, *, full_batch: bool) -> int:
         """Seconds a foreign message stays invisible after this process received it for the ``touches``-th time."""

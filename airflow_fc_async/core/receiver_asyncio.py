@@ -19,10 +19,7 @@ from airflow_fc_async.core.receiver_registry import (
     REGISTRY,
     Key,
     ReceiverBase,
-    attributes_failed,
     log,
-    settle_all,
-    visibility_of,
 )
 from airflow_fc_async.core.receiver_thread import ThreadReceiver
 
@@ -96,7 +93,7 @@ class AsyncReceiver(ReceiverBase):
         async def deliver(i: int, delivery: Any) -> None:
             handle = await self._hold(delivery)
             if unsettled.pop(i, None) is not None:
-                settle_all(delivery, self.queue, handle)
+                self._settle(delivery, handle)
 
         jobs: list[Awaitable[Any]] = [deliver(i, d) for i, d in unsettled.items()]
         jobs += [self._visibility(h, s) for h, s in plan.visibility]
@@ -113,7 +110,7 @@ class AsyncReceiver(ReceiverBase):
                     if delivery.hold is not None and delivery.message
                     else None
                 )
-                settle_all(delivery, self.queue, handle)
+                self._settle(delivery, handle)
 
     async def _hold(self, delivery: Any) -> str | None:
         if delivery.hold is None or delivery.message is None:
@@ -145,7 +142,7 @@ class AsyncReceiver(ReceiverBase):
     async def _queue_visibility(self) -> int | None:
         REGISTRY.locked_count("get_queue_attributes")
         try:
-            return visibility_of(await self.client.get_queue_attributes(self.queue))
+            return self._visibility_of(await self.client.get_queue_attributes(self.queue))
         except FcError as exc:
-            attributes_failed(self.queue, exc)
+            self._attributes_failed(exc)
             return None

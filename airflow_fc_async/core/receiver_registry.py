@@ -208,17 +208,6 @@ def delete_failed(claim: ClaimedRecord, exc: FcError) -> None:
         )
 
 
-def visibility_of(attrs: dict[str, str | int]) -> int | None:
-    try:
-        return int(attrs.get("VisibilityTimeout", ""))
-    except (TypeError, ValueError):
-        return None
-
-
-def attributes_failed(queue: str, exc: FcError) -> None:
-    log.info("could not read the attributes of MNS queue %s (%s): every hold is set explicitly", queue, exc)
-
-
 class ReceiverBase:
     """What the thread and the asyncio receiver share: their key, dispatch and the decisions around each receive."""
 
@@ -259,3 +248,21 @@ class ReceiverBase:
 
     def _visibility_failed(self, exc: FcError) -> None:
         log.debug("ChangeMessageVisibility on %s failed: %s", self.queue, exc)
+
+    def _settle(self, delivery: Any, handle: str | None) -> None:
+        """Hand ``delivery``'s record to each of its waiters (``handle``: the receipt handle they acknowledge)."""
+        settle_all(delivery, self.queue, handle)
+
+    def _visibility_of(self, attrs: dict[str, str | int]) -> int | None:
+        """The queue's ``VisibilityTimeout`` from its attributes (None when missing)."""
+        try:
+            return int(attrs.get("VisibilityTimeout", ""))
+        except (TypeError, ValueError):
+            return None
+
+    def _attributes_failed(self, exc: FcError) -> None:
+        log.info(
+            "could not read the attributes of MNS queue %s (%s): every hold is set explicitly",
+            self.queue,
+            exc,
+        )

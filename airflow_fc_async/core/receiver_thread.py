@@ -17,10 +17,7 @@ from airflow_fc_async.core.receiver_registry import (
     REGISTRY,
     Key,
     ReceiverBase,
-    attributes_failed,
     log,
-    settle_all,
-    visibility_of,
 )
 
 __all__ = ["ThreadReceiver", "wake_or_start_thread"]
@@ -74,9 +71,9 @@ class ThreadReceiver(ReceiverBase):
     def _queue_visibility(self) -> int | None:
         REGISTRY.locked_count("get_queue_attributes")
         try:
-            return visibility_of(self.client.get_queue_attributes(self.queue))
+            return self._visibility_of(self.client.get_queue_attributes(self.queue))
         except FcError as exc:
-            attributes_failed(self.queue, exc)
+            self._attributes_failed(exc)
             return None
 
     def _apply(self, plan: BatchPlan) -> None:
@@ -88,7 +85,7 @@ class ThreadReceiver(ReceiverBase):
                     if delivery.hold == 0
                     else self._visibility(str(delivery.message.receipt_handle), delivery.hold)
                 )
-            settle_all(delivery, self.queue, handle)
+            self._settle(delivery, handle)
         for handle_, seconds in plan.visibility:
             self._visibility(handle_, seconds)
         if plan.deletes:

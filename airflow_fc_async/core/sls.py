@@ -1,6 +1,6 @@
 """Log Service (SLS) GetLogs v1 clients: :class:`SlsClient` (requests) and :class:`AsyncSlsClient` (aiohttp).
 
-Both inherit the request building and the reply reading from :class:`SlsRequests` (no I/O) and send through
+Both hold an :class:`SlsRequests` (request building, signing and reply reading; no I/O) and send through
 ``core/transport.py``, like the FC and MNS clients: one retry policy, one error hierarchy. A reply marked
 ``x-log-progress: Incomplete`` is asked again (a few times, with a short pause); :meth:`SlsClient.iter_logs`
 follows pages (``offset`` += rows) until a page is shorter than ``line``.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
@@ -22,7 +22,7 @@ from airflow_fc_async.core.endpoints import SLS_ENDPOINTS, H, sls_project_addres
 from airflow_fc_async.core.errors import FcResponseError, FcValidationError
 from airflow_fc_async.core.http import Call, Op, Reply, RequestBuilder, parse_json, request_id_of
 from airflow_fc_async.core.signing import canonical_query, sign_sls_request
-from airflow_fc_async.core.transport import AsyncSender, SyncSender, run_async, run_sync
+from airflow_fc_async.core.transport import AsyncSender, SyncSender
 
 __all__ = ["AsyncSlsClient", "LogOptions", "LogPage", "RowOptions", "SlsClient", "SlsRequests"]
 
@@ -93,15 +93,20 @@ class _RowWalk:
 
 @dataclass(frozen=True)
 class _GetLogs:
+    """A GetLogs request and its signer (SLS signs for the project's Host, so per request)."""
+
     op: Op[LogPage]
-    project: str
+    sign: Callable[[Op[Any]], Call]
 
 
 class SlsRequests(RequestBuilder):
-    """Builds and reads GetLogs requests; no I/O.
+    """Builds, signs and reads GetLogs requests; no I/O. A request is signed for its project's Host, so
+    :meth:`get_logs_op` hands out its signer with it (:meth:`signer`) and :meth:`sign` is not used.
 
     :param endpoint: ``scheme://host[:port]`` of the region's endpoint (``https://{region}.log.aliyuncs.com``)
         or an override.
+    :param incomplete_attempts: how often a page SLS marks ``Incomplete`` is asked for (at least once);
+        ``incomplete_pause``: the pause before the n-th repeat is n times this (seconds).
     """
 
     endpoint_field = "sls_endpoint"
@@ -120,37 +125,29 @@ class SlsRequests(RequestBuilder):
         self.incomplete_attempts = max(1, incomplete_attempts)
         self.incomplete_pause = incomplete_pause
 
-    def _get_logs_op(
-        self,
-        project: str,
-        logstore: str,
-        from_time: int,
-        to_time: int,
-        *,
-        query: str = "",
-        topic: str | None = None,
-        line: int = MAX_LINE,
-        offset: int = 0,
-        reverse: bool = False,
+    def get_logs_op(
+        self, project: str, logstore: str, from_time: int, to_time: int, **options: Unpack[LogOptions]
     ) -> _GetLogs:
         for name, value in (("project", project), ("logstore", logstore)):
             if not isinstance(value, str) or not value.strip() or "/" in value:
                 raise FcValidationError(name, f"must be a non-empty name without '/', got {value!r}")
         if int(from_time) >= int(to_time):
             raise FcValidationError("from_time", f"must be before to_time ({from_time} >= {to_time})")
-        if not 0 <= int(line) <= MAX_LINE:
+        line, offset = int(options.get("line", MAX_LINE)), int(options.get("offset", 0))
+        if not 0 <= line <= MAX_LINE:
             raise FcValidationError("line", f"must be between 0 and {MAX_LINE}, got {line}")
-        if int(offset) < 0:
+        if offset < 0:
             raise FcValidationError("offset", f"must be >= 0, got {offset}")
         params: dict[str, str] = {
             "type": "log",
             "from": str(int(from_time)),
             "to": str(int(to_time)),
-            "line": str(int(line)),
-            "offset": str(int(offset)),
-            "reverse": "true" if reverse else "false",
-            "query": query,
+            "line": str(line),
+            "offset": str(offset),
+            "reverse": "true" if options.get("reverse", False) else "false",
+            "query": options.get("query", ""),
         }
+        topic = options.get("topic")
         if topic is not None:
             params["topic"] = topic
         endpoint = SLS_ENDPOINTS["GetLogs"]
@@ -163,9 +160,10 @@ class SlsRequests(RequestBuilder):
             body=b"",
             parse=_parse_page,
         )
-        return _GetLogs(op, project)
+        return _GetLogs(op, self.signer(project))
 
-    def _signer(self, project: str) -> Any:
+    def signer(self, project: str) -> Callable[[Op[Any]], Call]:
+        """Signs GetLogs requests of ``project`` (addressed by the Host ``{project}.{endpoint host}``)."""
         url_base, host = sls_project_address(self.base.scheme, self.base.host, project)
 
         def sign(op: Op[Any]) -> Call:
@@ -208,20 +206,24 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
-class SlsClient(SyncSender, SlsRequests):
-    """Synchronous GetLogs client over one pooled ``requests`` session; :meth:`close` when done."""
+class SlsClient(SyncSender):
+    """Synchronous GetLogs client over one pooled ``requests`` session; :meth:`close` when done. Options of
+    :class:`SlsRequests` (``incomplete_attempts``, ``incomplete_pause``) are keyword arguments here too."""
+
+    requests_class = SlsRequests
+    _requests: SlsRequests
 
     def get_logs(
         self, project: str, logstore: str, from_time: int, to_time: int, **options: Unpack[LogOptions]
     ) -> LogPage:
         """One page; an ``Incomplete`` answer is asked again (up to ``incomplete_attempts`` times)."""
-        req = self._get_logs_op(project, logstore, from_time, to_time, **options)
-        sign = self._signer(req.project)
-        for attempt in range(1, self.incomplete_attempts + 1):
-            page: LogPage = run_sync(req.op, sign, self._transport, self.retry)
-            if page.complete or attempt == self.incomplete_attempts:
+        req = self._requests.get_logs_op(project, logstore, from_time, to_time, **options)
+        tries = self._requests.incomplete_attempts
+        for attempt in range(1, tries + 1):
+            page: LogPage = self._run(req.op, req.sign)
+            if page.complete or attempt == tries:
                 return page
-            time.sleep(self.incomplete_pause * attempt)
+            time.sleep(self._requests.incomplete_pause * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def iter_logs(
@@ -233,19 +235,22 @@ class SlsClient(SyncSender, SlsRequests):
             yield from walk.take(self.get_logs(project, logstore, from_time, to_time, **walk.page(at)).rows)
 
 
-class AsyncSlsClient(AsyncSender, SlsRequests):
+class AsyncSlsClient(AsyncSender):
     """The asyncio twin of :class:`SlsClient` (same method names, awaited); :meth:`aclose` when done."""
+
+    requests_class = SlsRequests
+    _requests: SlsRequests
 
     async def get_logs(
         self, project: str, logstore: str, from_time: int, to_time: int, **options: Unpack[LogOptions]
     ) -> LogPage:
-        req = self._get_logs_op(project, logstore, from_time, to_time, **options)
-        sign = self._signer(req.project)
-        for attempt in range(1, self.incomplete_attempts + 1):
-            page: LogPage = await run_async(req.op, sign, self._transport, self.retry)
-            if page.complete or attempt == self.incomplete_attempts:
+        req = self._requests.get_logs_op(project, logstore, from_time, to_time, **options)
+        tries = self._requests.incomplete_attempts
+        for attempt in range(1, tries + 1):
+            page: LogPage = await self._run(req.op, req.sign)
+            if page.complete or attempt == tries:
                 return page
-            await asyncio.sleep(self.incomplete_pause * attempt)
+            await asyncio.sleep(self._requests.incomplete_pause * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def iter_logs(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_fc_async.emulator.config import (
     ConfigError,
     FunctionSpec,
-    async_config_from_json,
+    async_invoke_config_from_json,
     check_function_name,
     check_handler,
     destination_queues,
@@ -74,7 +74,7 @@ def spec_from_json(raw: dict[str, Any], workdir: Path, *, confine: bool = True) 
     )
     cfg = raw.get("async_invoke_config", raw.get("asyncInvokeConfig"))
     if cfg is not None:
-        spec.async_config = async_config_from_json(cfg, "deploy", "asyncInvokeConfig")
+        spec.async_config = async_invoke_config_from_json(cfg, "deploy", "asyncInvokeConfig")
         spec.async_qualifier = str(cfg.get("qualifier") or "LATEST")
     return spec
 

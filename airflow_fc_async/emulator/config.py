@@ -19,9 +19,11 @@ from airflow_fc_async.core.endpoints import parse_mns_queue_arn
 
 __all__ = [
     "AsyncConfigSpec",
+    "AsyncInvokeConfigSpec",
     "ConfigError",
     "FunctionSpec",
     "async_config_from_json",
+    "async_invoke_config_from_json",
     "check_function_name",
     "check_handler",
     "destination_queues",
@@ -108,7 +110,7 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class AsyncConfigSpec:
+class AsyncInvokeConfigSpec:
     """An async invoke config as FC stores it (defaults: 3 retries, 86400 s event age)."""
 
     async_task: bool = False
@@ -149,7 +151,7 @@ class FunctionSpec:
     instance_concurrency: int = 1
     environment: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    async_config: AsyncConfigSpec | None = None
+    async_config: AsyncInvokeConfigSpec | None = None
     async_qualifier: str = "LATEST"
     log_config: dict[str, Any] | None = None
     """FC 3.0's ``logConfig`` as GetFunction returns it (project, logstore, ...); None: no logs shipped."""
@@ -180,13 +182,15 @@ def _destination(value: Any, source: str, key: str) -> str | None:
     return arn
 
 
-def async_config_from_json(raw: Any, source: str, prefix: str = "asyncInvokeConfig") -> AsyncConfigSpec:
+def async_invoke_config_from_json(
+    raw: Any, source: str, prefix: str = "asyncInvokeConfig"
+) -> AsyncInvokeConfigSpec:
     """Validate an asyncInvokeConfig mapping (the s.yaml block or a PutAsyncInvokeConfig body)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{_where(source, prefix)} must be a mapping, got {type(raw).__name__}")
     for key in raw.keys() - _ASYNC_KEYS - {"functionArn", "createdTime", "lastModifiedTime"}:
         log.warning("%s: unknown key %s.%s ignored", source, prefix, key)
-    spec = AsyncConfigSpec()
+    spec = AsyncInvokeConfigSpec()
     if "asyncTask" in raw:
         if not isinstance(raw["asyncTask"], bool):
             raise ConfigError(f"{_where(source, prefix + '.asyncTask')} must be true or false")
@@ -267,7 +271,7 @@ def _function(name: str, props: Any, path: Path) -> FunctionSpec:
     )
     if props.get("asyncInvokeConfig") is not None:
         raw = props["asyncInvokeConfig"]
-        spec.async_config = async_config_from_json(raw, source, where + ".asyncInvokeConfig")
+        spec.async_config = async_invoke_config_from_json(raw, source, where + ".asyncInvokeConfig")
         spec.async_qualifier = str(raw.get("qualifier") or "LATEST")
     spec.log_config = log_config_from_json(
         props.get("logConfig"), source, str(props.get("region") or "cn-hangzhou"), where + ".logConfig"
@@ -314,3 +318,8 @@ def destination_queues(spec: FunctionSpec) -> list[str]:
         if parsed and parsed[2] not in out:
             out.append(parsed[2])
     return out
+
+
+# The names before issue 18: a leading Async/a means asyncio (docs/architecture.md); this is FC's async invoke config.
+AsyncConfigSpec = AsyncInvokeConfigSpec
+async_config_from_json = async_invoke_config_from_json

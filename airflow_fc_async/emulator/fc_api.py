@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow_fc_async.core.endpoints import H
 from airflow_fc_async.core.models import TaskStatus
-from airflow_fc_async.emulator.config import ConfigError, async_config_from_json
+from airflow_fc_async.emulator.config import ConfigError, async_invoke_config_from_json
 from airflow_fc_async.emulator.scheduler import Scheduler
 from airflow_fc_async.emulator.wire import ApiError, Request, Response, json_response
 
@@ -160,7 +160,7 @@ class FcApi:
         qualifier = self._qualifier(request) or "LATEST"
         try:
             raw = json.loads(request.body or b"{}")
-            config = async_config_from_json(raw, "request body", "")
+            config = async_invoke_config_from_json(raw, "request body", "")
         except ValueError as exc:
             text = str(exc).replace("request body: .", "").replace("request body: ", "")
             raise _bad(text if isinstance(exc, ConfigError) else f"the body is not JSON: {exc}") from None

@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow_fc_async.core.endpoints import function_arn
 from airflow_fc_async.core.models import TaskStatus
-from airflow_fc_async.emulator.config import AsyncConfigSpec, FunctionSpec
+from airflow_fc_async.emulator.config import AsyncInvokeConfigSpec, FunctionSpec
 from airflow_fc_async.emulator.runtime import Attempt, AttemptResult, Runtime
 from airflow_fc_async.emulator.settings import Settings
 from airflow_fc_async.emulator.task_index import Key, TaskIndex
@@ -56,7 +56,7 @@ class _Function:
     cond: threading.Condition = field(default_factory=threading.Condition)
     workers: int = 0
     idle: int = 0
-    configs: dict[str, AsyncConfigSpec] = field(default_factory=dict)
+    configs: dict[str, AsyncInvokeConfigSpec] = field(default_factory=dict)
     created: str = ""
     index: TaskIndex = field(default_factory=TaskIndex)
 
@@ -107,7 +107,7 @@ class Scheduler:
         with self._lock:
             return sorted(self._functions)
 
-    def put_config(self, name: str, qualifier: str, config: AsyncConfigSpec) -> AsyncConfigSpec:
+    def put_config(self, name: str, qualifier: str, config: AsyncInvokeConfigSpec) -> AsyncInvokeConfigSpec:
         fn = self.function(name)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._lock:
@@ -117,7 +117,7 @@ class Scheduler:
             fn.configs[qualifier] = config
         return config
 
-    def get_config(self, name: str, qualifier: str) -> AsyncConfigSpec:
+    def get_config(self, name: str, qualifier: str) -> AsyncInvokeConfigSpec:
         fn = self.function(name)
         with self._lock:
             config = fn.configs.get(qualifier)
@@ -137,14 +137,14 @@ class Scheduler:
                     f"async invoke config of '{name}' ({qualifier}) does not exist",
                 )
 
-    def all_configs(self) -> list[tuple[str, str, AsyncConfigSpec]]:
+    def all_configs(self) -> list[tuple[str, str, AsyncInvokeConfigSpec]]:
         with self._lock:
             return [
                 (n, q, c) for n, fn in sorted(self._functions.items()) for q, c in sorted(fn.configs.items())
             ]
 
-    def _config(self, fn: _Function, qualifier: str) -> AsyncConfigSpec:
-        return fn.configs.get(qualifier) or fn.configs.get("LATEST") or AsyncConfigSpec()
+    def _config(self, fn: _Function, qualifier: str) -> AsyncInvokeConfigSpec:
+        return fn.configs.get(qualifier) or fn.configs.get("LATEST") or AsyncInvokeConfigSpec()
 
     # -- invocations ----------------------------------------------------------------------------------------
     def submit(
@@ -445,12 +445,12 @@ class Scheduler:
         task.error_message = task.error_message or "the task was stopped"
         task.event(TaskStatus.STOPPED, "Stopped")
         fn = self._functions.get(task.function)
-        config = self._config(fn, task.qualifier) if fn else AsyncConfigSpec()
+        config = self._config(fn, task.qualifier) if fn else AsyncInvokeConfigSpec()
         # GUESS: a stopped task goes to onFailure (FC 2.0 evidence) with this condition (undocumented)
         self._destination(task, config, success=False, condition="TaskStopped", response="")
 
     def _destination(
-        self, task: Task, config: AsyncConfigSpec, *, success: bool, condition: str, response: str
+        self, task: Task, config: AsyncInvokeConfigSpec, *, success: bool, condition: str, response: str
     ) -> None:
         arn = config.on_success if success else config.on_failure
         if not arn:

@@ -6,14 +6,13 @@ region + account id). A thin adapter over :class:`~airflow_fc_async.core.mns.Mns
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
-from airflow_fc_async.core.policies import SYNC_HOLD_SECONDS, TRIGGER_HOLD_SECONDS
 from airflow_fc_async.hooks.base import FcBaseHook
 
 if TYPE_CHECKING:
-    from airflow_fc_async.core.destination_receiver import ClaimedRecord
+    from airflow_fc_async.core.destination_receiver import ClaimedRecord, ClaimOptions, FetchOptions
     from airflow_fc_async.core.mns import AsyncMnsClient, MnsClient, MnsMessage
     from airflow_fc_async.core.mns_requests import QueueAttributes
     from airflow_fc_async.core.models import DestinationRecord
@@ -124,95 +123,43 @@ class MnsHook(FcBaseHook):
 
     # -- destination records on a shared queue (core.destination_receiver; one receiver per queue per process) --
     def wait_for_destination_record(
-        self,
-        queue: str,
-        request_id: str,
-        timeout: float,
-        delete_on_read: bool = True,
-        before_delete: Callable[[DestinationRecord], Any] | None = None,
-        function_name: str | None = None,
+        self, queue: str, request_id: str, timeout: float, **options: Unpack[FetchOptions]
     ) -> DestinationRecord | None:
         """The record of ``request_id`` within ``timeout`` seconds, or None, without harming other consumers:
         foreign messages are never deleted; ours is deleted after ``before_delete(record)`` (store it there).
-        ``function_name``: records of that function awaited by other processes are handed back at once."""
+        ``function_name``: records of that function awaited by other processes are handed back at once
+        (:class:`~airflow_fc_async.core.destination_receiver.FetchOptions`)."""
         from airflow_fc_async.core.destination_receiver import fetch_destination_record
 
-        return fetch_destination_record(
-            self.get_conn(),
-            queue,
-            request_id,
-            wait_seconds=timeout,
-            delete_on_read=delete_on_read,
-            before_delete=before_delete,
-            function_name=function_name,
-        )
+        return fetch_destination_record(self.get_conn(), queue, request_id, wait_seconds=timeout, **options)
 
     async def await_for_destination_record(
-        self,
-        queue: str,
-        request_id: str,
-        timeout: float,
-        delete_on_read: bool = True,
-        before_delete: Callable[[DestinationRecord], Any] | None = None,
-        function_name: str | None = None,
+        self, queue: str, request_id: str, timeout: float, **options: Unpack[FetchOptions]
     ) -> DestinationRecord | None:
-        """The async twin of :meth:`wait_for_destination_record` (``before_delete`` may be async)."""
+        """The asyncio twin of :meth:`wait_for_destination_record` (``a`` + ``wait_for_...``; ``before_delete`` may
+        be async)."""
         from airflow_fc_async.core.destination_receiver import afetch_destination_record
 
-        return await afetch_destination_record(
-            await self.aget_conn(),
-            queue,
-            request_id,
-            wait_seconds=timeout,
-            delete_on_read=delete_on_read,
-            before_delete=before_delete,
-            function_name=function_name,
-        )
+        client = await self.aget_conn()
+        return await afetch_destination_record(client, queue, request_id, wait_seconds=timeout, **options)
 
     def claim_destination_record(
-        self,
-        queue: str,
-        request_id: str,
-        *,
-        timeout: float,
-        delete_on_read: bool = True,
-        hold_seconds: int = SYNC_HOLD_SECONDS,
-        function_name: str | None = None,
+        self, queue: str, request_id: str, *, timeout: float, **options: Unpack[ClaimOptions]
     ) -> ClaimedRecord | None:
-        """The record and a receipt handle valid ``hold_seconds``: store it, then :meth:`ack_destination_record`."""
+        """The record and a receipt handle valid ``hold_seconds`` (default ``SYNC_HOLD_SECONDS``): store it, then
+        :meth:`ack_destination_record` (:class:`~airflow_fc_async.core.destination_receiver.ClaimOptions`)."""
         from airflow_fc_async.core.destination_receiver import claim_destination_record
 
-        return claim_destination_record(
-            self.get_conn(),
-            queue,
-            request_id,
-            timeout=timeout,
-            delete_on_read=delete_on_read,
-            hold_seconds=hold_seconds,
-            function_name=function_name,
-        )
+        return claim_destination_record(self.get_conn(), queue, request_id, timeout=timeout, **options)
 
     async def aclaim_destination_record(
-        self,
-        queue: str,
-        request_id: str,
-        *,
-        timeout: float,
-        delete_on_read: bool = True,
-        hold_seconds: int = TRIGGER_HOLD_SECONDS,
-        function_name: str | None = None,
+        self, queue: str, request_id: str, *, timeout: float, **options: Unpack[ClaimOptions]
     ) -> ClaimedRecord | None:
+        """The asyncio twin of :meth:`claim_destination_record` (``hold_seconds`` default ``TRIGGER_HOLD_SECONDS``)."""
         from airflow_fc_async.core.destination_receiver import aclaim_destination_record
 
-        return await aclaim_destination_record(
-            await self.aget_conn(),
-            queue,
-            request_id,
-            timeout=timeout,
-            delete_on_read=delete_on_read,
-            hold_seconds=hold_seconds,
-            function_name=function_name,
-        )
+        client = await self.aget_conn()
+        return await aclaim_destination_record(client, queue, request_id, timeout=timeout, **options)
 
     def ack_destination_record(self, claim: ClaimedRecord, settle_seconds: float = 30.0) -> bool:
         """Delete a stored record's message (True when deleted). A stale handle: wait up to ``settle_seconds``

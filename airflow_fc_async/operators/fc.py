@@ -15,7 +15,13 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 
 from airflow_fc_async import compat
 from airflow_fc_async.core.durations import coerce_seconds
-from airflow_fc_async.core.errors import FcError, FcNotFoundError, FcValidationError, task_id_in_use
+from airflow_fc_async.core.errors import (
+    FcError,
+    FcNotFoundError,
+    FcTaskIdInUseError,
+    FcValidationError,
+    task_id_in_use,
+)
 from airflow_fc_async.links import FcAsyncTaskLink
 from airflow_fc_async.operators.following import FcAsyncTaskMixin
 from airflow_fc_async.operators.outcome import STATE_KEY, TaskRef, airflow_error
@@ -195,7 +201,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         self, task_id: str, explicit: bool, store: Any | None, saved: Any
     ) -> tuple[TaskRef, AsyncTask | None]:
         """Invoke. A taken id (409) is attached to only when the client matched the payload and the task is
-        provably this request (:meth:`_not_this_request`); otherwise the try fails at once."""
+        provably this request (:meth:`_not_this_request`); otherwise the try fails at once (``task_id_in_use``)."""
         self.log.info(
             "Invoking FC function %s (qualifier %s) as async task %s with event: %s",
             self.function_name,
@@ -208,13 +214,15 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
                 self.function_name, _wire_payload(self.payload), qualifier=self.qualifier, task_id=task_id
             )
         except FcError as err:
+            if isinstance(err, FcTaskIdInUseError) and not explicit:  # the advice for a generated id
+                raise AirflowFailException(err.message_for(generated=True)) from err
             raise airflow_error(err, f"Invoking FC function {self.function_name}") from err
         if inv.existing is None:
             self.log.info("FC accepted async task %s (request id %s)", inv.task_id, inv.request_id)
             return TaskRef(self.function_name, self.qualifier, inv.task_id, inv.request_id), None
         why = self._not_this_request(inv, explicit, store, saved)
-        if why:
-            raise AirflowFailException(task_id_in_use(task_id, self.function_name, why))
+        if why:  # only a generated id gets here: a caller's id with this payload is its idempotency key
+            raise AirflowFailException(task_id_in_use(task_id, self.function_name, why, generated=True))
         self.log.info(
             "FC task %s exists already with this payload (%s): attaching to it",
             task_id,
@@ -239,7 +247,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         return (
             "without a task state store (before Airflow 3.3) nothing proves it is this DAG run's: a DAG run deleted "
             "and created again under the same run id (e.g. `airflow dags test` twice with the same date) meets "
-            "the earlier run's task ids; trigger a new run id"
+            "the earlier run's task ids"
         )
 
     # -- re-attach ---------------------------------------------------------------------------------------------

@@ -15,7 +15,13 @@ from aiohttp import web
 from requests.structures import CaseInsensitiveDict
 
 from airflow_fc_async.core.credentials import Credentials
-from airflow_fc_async.core.errors import FcConflictError, FcNotFoundError, FcServerError, FcValidationError
+from airflow_fc_async.core.errors import (
+    FcConflictError,
+    FcNotFoundError,
+    FcServerError,
+    FcTaskIdInUseError,
+    FcValidationError,
+)
 from airflow_fc_async.core.fc import AsyncFcClient, FcClient
 from airflow_fc_async.core.http import RetryPolicy
 from airflow_fc_async.core.models import AsyncInvokeConfig, TaskStatus
@@ -163,6 +169,34 @@ def test_409_on_retry_with_another_payload_is_a_conflict(rsps, fc, task_reply) -
     rsps.get(TASKS + "/job-1", **task_reply)
     with pytest.raises(FcConflictError, match="not this request"):
         fc.invoke_async("my-func", {"a": 1}, task_id="job-1")
+
+
+def test_409_is_resolved_after_the_one_retry_path_with_a_read_back_of_its_own(rsps, fc) -> None:
+    """Issue 18: invoke goes through run() like every call; the read-back is one GetAsyncTask after the invoke's
+    attempts, with its own retries (not a retry loop nested inside an invoke attempt)."""
+    rsps.post(INVOKE, status=503, body="busy")
+    rsps.post(INVOKE, status=409, json={"Code": "AsyncTaskAlreadyExists"})
+    rsps.get(TASKS + "/job-2", status=503, body="busy")
+    rsps.get(TASKS + "/job-2", json=task_json("job-2", taskPayload="[1]", requestId="1-first"))
+    inv = fc.invoke_async("my-func", [1], task_id="job-2")
+    assert (inv.request_id, inv.conflict) == ("1-first", "retry")
+    assert [c.request.method for c in rsps.calls] == ["POST", "POST", "GET", "GET"]
+
+
+def test_a_refused_id_is_an_fc_task_id_in_use_error_that_says_why(rsps, fc) -> None:
+    rsps.post(INVOKE, status=409, json={"Code": "AsyncTaskAlreadyExists"}, headers={"x-fc-request-id": "r9"})
+    rsps.get(TASKS + "/dup", json=task_json("dup", taskPayload='{"run": 1}'))
+    with pytest.raises(FcTaskIdInUseError) as err:
+        fc.invoke_async("my-func", {"run": 2}, task_id="dup")
+    assert isinstance(err.value, FcConflictError) and err.value.request_id == "r9"
+    assert (err.value.task_id, err.value.function_name, err.value.why) == (
+        "dup",
+        "my-func",
+        "that task holds another payload",
+    )
+    generated = err.value.message_for(generated=True)
+    assert "already used (409)" in generated and "a new DAG run id gets new ids" in generated
+    assert "nightly-{{ ds }}" not in generated  # a caller's-id advice does not fit a generated id
 
 
 def test_invoke_sync_is_not_retried_after_a_5xx_but_is_after_429(rsps, fc) -> None:

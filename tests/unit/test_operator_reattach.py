@@ -9,7 +9,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_fc_async.core import task_ids
-from airflow_fc_async.core.errors import FcConflictError, FcNotFoundError
+from airflow_fc_async.core.errors import FcConflictError, FcNotFoundError, FcTaskIdInUseError
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 from airflow_fc_async.operators.following import FcAsyncTaskMixin
 from tests.unit._fc_fakes import FakeHook, FakeStore, context, task
@@ -273,6 +273,25 @@ def test_a_reused_user_id_with_another_payload_fails_at_once_and_names_the_id(ho
         op(async_task_id="nightly_job", payload={"run": 2}).execute(context(try_number=1))
     assert "'nightly_job'" in str(err.value) and "idempotency key" in str(err.value)
     assert hook.count("get") == 0
+
+
+def test_a_refused_generated_id_gets_the_generated_ids_advice_whoever_refused_it(hook: FakeHook) -> None:
+    """Issue 18: one message for a 409, whose advice fits a generated id (not "the same payload returns the
+    existing task", which the operator's own refusal contradicts, nor "use the operator's generated id")."""
+    hook.invoke_error = FcTaskIdInUseError(
+        ID1, "my-fc-job", "that task holds another payload", status=409, code="Conflict", request_id="r"
+    )
+    with pytest.raises(AirflowFailException) as by_client:
+        op().execute(context(try_number=1))
+    hook.invoke_error = None
+    hook.taken[ID1] = (task(ID1, "Succeeded"), "same-id")
+    with pytest.raises(AirflowFailException) as by_operator:
+        op().execute(context(try_number=1))
+    for err, why in ((by_client, "another payload"), (by_operator, "nothing proves it is this DAG run's")):
+        text = str(err.value)
+        assert f"async task id {ID1!r}" in text and "already used (409)" in text and why in text
+        assert "a new DAG run id gets new ids" in text
+        assert "returns the existing task's result" not in text and "nightly-{{ ds }}" not in text
 
 
 def test_a_reused_user_id_with_the_same_payload_returns_the_existing_result(hook: FakeHook) -> None:

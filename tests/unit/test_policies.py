@@ -79,3 +79,47 @@ async def test_clone_of_an_async_client_as_another_class() -> None:
     sync.close()
     await same.aclose()
     await client.aclose()
+
+
+def test_bounded_fields_validate_themselves_and_name_the_field() -> None:
+    """Issue 18 (D3): a policy's ranges are declared on its fields; check_bounds names the one out of range."""
+    with pytest.raises(ValueError, match=r"^batch_size must be between 1 and 16, got 17$"):
+        SharePolicy(batch_size=17)
+    with pytest.raises(ValueError, match=r"^hand_back must be >= 1, got 0$"):
+        SharePolicy(hand_back=0, sweep_hold=1)
+    with pytest.raises(ValueError, match="max_hold must be <= 43200"):
+        SharePolicy(max_hold=43201)
+    with pytest.raises(ValueError, match="sweep_hold"):  # the cross-field rule stays explicit
+        SharePolicy(sweep_hold=2000)
+    with pytest.raises(ValueError, match=r"^max_attempts must be >= 1, got 0$"):
+        RetryPolicy(max_attempts=0)
+
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Probe:
+        share: float = policies.bounded(0.5, above=0, high=1)
+        limit: float | None = policies.bounded(None, above=0)
+
+        def __post_init__(self) -> None:
+            policies.check_bounds(self)
+
+    assert (Probe().share, Probe().limit) == (0.5, None)  # defaults, and None where allowed, pass
+    with pytest.raises(ValueError, match=r"share must be in \(0, 1\], got 0"):
+        Probe(share=0)
+    with pytest.raises(ValueError, match=r"limit must be > 0, got -1"):
+        Probe(limit=-1)
+
+
+def test_old_names_stay_importable() -> None:
+    """Issue 18 item 7: renamed to fit the naming rule (docs/architecture.md, Names), old names kept."""
+    from airflow_fc_async.core import errors, http, transport
+    from airflow_fc_async.emulator import config
+
+    assert http.FcConnectError is errors.FcConnectError and issubclass(
+        errors.FcConnectError, errors.FcTransportError
+    )
+    assert transport.run_sync is transport.run and transport.run_async is transport.arun
+    assert RetryPolicy.async_retrying is RetryPolicy.aretrying
+    assert config.AsyncConfigSpec is config.AsyncInvokeConfigSpec
+    assert config.async_config_from_json is config.async_invoke_config_from_json

@@ -102,7 +102,7 @@ def test_sync_clients(server: str, caplog: pytest.LogCaptureFixture) -> None:
         repr(mns),
         repr(AsyncFcClient(server, creds)),
         repr(AsyncMnsClient(server, creds)),
-        repr(fc._sign(fc._get_task_op("fn", "t1", "LATEST"))),
+        repr(fc._requests.sign(fc._requests.get_task_op("fn", "t1", "LATEST"))),
     ):
         assert not _leaks(text), text
     fc.close()
