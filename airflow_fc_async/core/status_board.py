@@ -51,6 +51,7 @@ import math
 from dataclasses import dataclass, field
 
 from airflow_fc_async.core.models import AsyncTask
+from airflow_fc_async.core.policies import bounded, check_bounds
 from airflow_fc_async.core.waiting import WaitPolicy
 
 __all__ = ["FleetPolicy", "Pass", "Scan", "StatusBoard"]
@@ -60,24 +61,15 @@ __all__ = ["FleetPolicy", "Pass", "Scan", "StatusBoard"]
 class FleetPolicy:
     """How a shared poller lists: threshold, page size and budget, window margin, tick derived from a WaitPolicy."""
 
-    min_watchers: int = 2
-    page_size: int = 100
-    max_pages: int = 10
-    margin: float = 1.0
-    tick_scale: float = 0.5
-    growth_scale: float = 0.125
+    min_watchers: int = bounded(2, low=1)
+    page_size: int = bounded(100, low=1, high=100)
+    max_pages: int = bounded(10, low=1)
+    margin: float = bounded(1.0, low=0)
+    tick_scale: float = bounded(0.5, above=0, high=1)
+    growth_scale: float = bounded(0.125, low=0, high=1)
 
     def __post_init__(self) -> None:
-        if self.min_watchers < 1:
-            raise ValueError(f"min_watchers must be >= 1, got {self.min_watchers}")
-        if not 1 <= self.page_size <= 100:
-            raise ValueError(f"page_size must be between 1 and 100, got {self.page_size}")
-        if self.max_pages < 1:
-            raise ValueError(f"max_pages must be >= 1, got {self.max_pages}")
-        if self.margin < 0:
-            raise ValueError(f"margin must be >= 0, got {self.margin}")
-        if not (0 < self.tick_scale <= 1 and 0 <= self.growth_scale <= 1):
-            raise ValueError("tick_scale must be in (0, 1] and growth_scale in [0, 1]")
+        check_bounds(self)
 
     def tick_policy(self, wait: WaitPolicy) -> WaitPolicy:
         """The scan's schedule for watchers on ``wait``: never slower than ``wait`` itself."""

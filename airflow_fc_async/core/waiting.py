@@ -19,6 +19,8 @@ import math
 import time
 from dataclasses import dataclass, replace
 
+from airflow_fc_async.core.policies import bounded, check_bounds
+
 __all__ = ["PUSH_FIRST_DELAY", "PUSH_GROWTH", "PUSH_MIN_INTERVAL", "Deadline", "WaitPolicy"]
 
 PUSH_MIN_INTERVAL = 1.5
@@ -35,25 +37,18 @@ load, and an own read before them costs a request per task; a task that ends soo
 class WaitPolicy:
     """When to read a task's status next. Pure: it never sleeps and never reads a clock."""
 
-    first_delay: float = 1.0
-    min_interval: float = 1.0
-    growth: float = 0.1
+    first_delay: float = bounded(1.0, low=0)
+    min_interval: float = bounded(1.0, above=0)
+    growth: float = bounded(0.1, low=0)
     max_interval: float = 15.0
-    max_wait: float | None = None
+    max_wait: float | None = bounded(None, above=0)
 
     def __post_init__(self) -> None:
-        if self.first_delay < 0:
-            raise ValueError(f"first_delay must be >= 0, got {self.first_delay}")
-        if self.min_interval <= 0:
-            raise ValueError(f"min_interval must be > 0, got {self.min_interval}")
+        check_bounds(self)
         if self.max_interval < self.min_interval:
             raise ValueError(
                 f"poll interval (max_interval={self.max_interval}) must be >= min_interval={self.min_interval}"
             )
-        if self.growth < 0:
-            raise ValueError(f"growth must be >= 0, got {self.growth}")
-        if self.max_wait is not None and self.max_wait <= 0:
-            raise ValueError(f"max_wait must be positive, got {self.max_wait}")
 
     @classmethod
     def for_poll_interval(cls, poll_interval: float, max_wait: float | None = None) -> WaitPolicy:
