@@ -13,6 +13,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_fc_async.core.models import TaskStatus
@@ -28,33 +29,23 @@ Deliver = Callable[[str, str], str | None]
 """``deliver(destination_arn, body) -> None`` on success or an error text."""
 
 
+@dataclass(eq=False)
 class Invoker:
-    """Runs attempts and applies their outcome to the task.
+    """Runs attempts and applies their outcome to the task, under ``lock`` (the scheduler's).
 
     ``config_of(task)`` is the async invoke config that governs a task (its qualifier's, else LATEST's);
     ``closed()`` is true once the emulator shuts down (a failed attempt is not retried then).
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        runtime: Runtime,
-        deliver: Deliver,
-        *,
-        lock: threading.RLock,
-        logs: InvocationLogs,
-        config_of: Callable[[Task], AsyncConfigSpec],
-        closed: Callable[[], bool],
-    ) -> None:
-        self.settings = settings
-        self.runtime = runtime
-        self.deliver = deliver
-        self.logs = logs
-        self._lock = lock
-        self._config_of = config_of
-        self._closed = closed
-        self.executions: Counter[str] = Counter()
-        """Attempts started per task id (the admin API's stats)."""
+    settings: Settings
+    runtime: Runtime
+    deliver: Deliver
+    lock: threading.RLock = field(kw_only=True)
+    logs: InvocationLogs = field(kw_only=True)
+    config_of: Callable[[Task], AsyncConfigSpec] = field(kw_only=True)
+    closed: Callable[[], bool] = field(kw_only=True)
+    executions: Counter[str] = field(default_factory=Counter, init=False)
+    """Attempts started per task id (the admin API's stats)."""
 
     def context(self, spec: FunctionSpec, request_id: str, instance: str, retry: int) -> dict[str, Any]:
         """What the runtime hands the handler: the function, its environment and the invocation's ids."""
@@ -91,8 +82,8 @@ class Invoker:
     def run(self, spec: FunctionSpec, task: Task, instance: str) -> bool:
         """Run the task's next attempt on ``instance`` (unless it expired or was stopped meanwhile) and apply
         its outcome. True when the task is to be queued again for a retry."""
-        config = self._config_of(task)
-        with self._lock:
+        config = self.config_of(task)
+        with self.lock:
             if task.terminal or task.stop_requested:
                 return False
             if now_ms() - task.created_ms > config.max_async_event_age_in_seconds * 1000:
@@ -115,7 +106,7 @@ class Invoker:
         )
         self.logs.ship_end(task.request_id, shipping, result)
         self.logs.record(task.request_id, result.logs)
-        with self._lock:
+        with self.lock:
             task.attempt = None
             task.duration_ms = result.duration_ms
             if result.kind == "killed" or task.stop_requested:
@@ -139,7 +130,7 @@ class Invoker:
         # .invocationErrorMessage, https://www.alibabacloud.com/help/en/functioncompute/api-fc-open-2021-04-06-struct-statefulasyncinvocation)
         # and FC's x-fc-error-type for an unhandled error. GUESS: the timeout/crash message itself.
         task.error_message = message if result.kind in ("timeout", "crash") else "UnhandledInvocationError"
-        if task.retried < config.max_async_retry_attempts and not self._closed():
+        if task.retried < config.max_async_retry_attempts and not self.closed():
             task.retried += 1
             task.event(TaskStatus.RETRYING, f"Attempt {task.invocations} failed: {message}; retrying")
             return True
@@ -162,7 +153,7 @@ class Invoker:
         task.error_message = task.error_message or "the task was stopped"
         task.event(TaskStatus.STOPPED, "Stopped")
         # GUESS: a stopped task goes to onFailure (FC 2.0 evidence) with this condition (undocumented)
-        self._destination(task, self._config_of(task), success=False, condition="TaskStopped", response="")
+        self._destination(task, self.config_of(task), success=False, condition="TaskStopped", response="")
 
     def _destination(
         self, task: Task, config: AsyncConfigSpec, *, success: bool, condition: str, response: str

@@ -9,6 +9,7 @@ imports this module in ``execute``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_fc_async import compat
@@ -27,29 +28,26 @@ __all__ = ["EarlierTries"]
 _LOOKUP_LIMIT = 50
 
 
+@dataclass(eq=False)
 class EarlierTries:
     """What this task instance's earlier tries left, read once per try (``execute``).
 
-    :param stop_on_kill: the operator's; a run cleared after a try invoked stops that try's task, so it is not
-        re-attached to (see :meth:`_cleared_since`).
+    ``stop_on_kill`` is the operator's: a run cleared after a try invoked stops that try's task, so it is not
+    re-attached to (see :meth:`_cleared_since`).
     """
 
-    def __init__(
-        self,
-        context: Context,
-        hook: FcHook,
-        function_name: str,
-        qualifier: str,
-        log: Any,
-        *,
-        stop_on_kill: bool,
-    ) -> None:
-        self.context = context
-        self.hook = hook
-        self.function_name = function_name
-        self.qualifier = qualifier
-        self.log = log
-        self.stop_on_kill = stop_on_kill
+    context: Context
+    hook: FcHook
+    function_name: str
+    qualifier: str
+    log: Any
+    stop_on_kill: bool = field(kw_only=True)
+    store: Any | None = field(init=False)
+    """The task state store (Airflow 3.3+), else None."""
+    saved: Any = field(init=False)
+    """What an earlier try kept in it (a :class:`TaskRef` dict and the clear number), else None."""
+
+    def __post_init__(self) -> None:
         self.store, self.saved = self._read_store()
 
     def _read_store(self) -> tuple[Any | None, Any]:
