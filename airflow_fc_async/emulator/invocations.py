@@ -21,7 +21,8 @@ from airflow_fc_async.emulator.config import AsyncConfigSpec, FunctionSpec
 from airflow_fc_async.emulator.invocation_logs import InvocationLogs
 from airflow_fc_async.emulator.runtime import Attempt, AttemptResult, Runtime
 from airflow_fc_async.emulator.settings import Settings
-from airflow_fc_async.emulator.tasks import Task, destination_record, now_ms
+from airflow_fc_async.emulator.tasks import Task, destination_record
+from airflow_fc_async.emulator.wire import now_ms
 
 __all__ = ["Deliver", "Invoker"]
 

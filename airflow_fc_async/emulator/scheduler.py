@@ -28,8 +28,8 @@ from airflow_fc_async.emulator.invocations import Deliver, Invoker
 from airflow_fc_async.emulator.runtime import AttemptResult, Runtime
 from airflow_fc_async.emulator.settings import Settings
 from airflow_fc_async.emulator.task_index import Key, TaskIndex
-from airflow_fc_async.emulator.tasks import Task, now_ms
-from airflow_fc_async.emulator.wire import ApiError
+from airflow_fc_async.emulator.tasks import Task
+from airflow_fc_async.emulator.wire import ApiError, now_ms
 
 __all__ = ["Deliver", "LogSink", "Scheduler"]
 
