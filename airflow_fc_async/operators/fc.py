@@ -112,12 +112,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
             from airflow_fc_async.core import task_ids
 
             task_ids.validate_task_id("async_task_id", async_task_id)
-        if not (
-            payload is None or isinstance(payload, dict | list | str | bytes) or compat.is_xcom_arg(payload)
-        ):
-            raise ValueError(
-                f"payload must be a dict, list, str, bytes or an XComArg, got {type(payload).__name__}"
-            )
+        _check_payload(payload)
         self.function_name = function_name
         self.payload = payload
         self.qualifier = qualifier
@@ -223,10 +218,23 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         return TaskRef(self.function_name, self.qualifier, task_id, inv.request_id), inv.existing
 
 
+_PAYLOAD_TYPES = dict | list | str | bytes
+"""What an invoke sends as is (dict and list as compact JSON); an XComArg renders to one of them."""
+
+
+def _check_payload(payload: Any) -> None:
+    """At DAG-parse time: a payload of a type the invoke can send, or an XComArg that renders to one."""
+    if not (payload is None or isinstance(payload, _PAYLOAD_TYPES) or compat.is_xcom_arg(payload)):
+        raise ValueError(
+            f"payload must be a dict, list, str, bytes or an XComArg, got {type(payload).__name__}"
+        )
+
+
 def _wire_payload(payload: Any) -> Any:
+    """At run time: the rendered payload as sent; any other type fails the task (no retries)."""
     if payload is None:
         return b""
-    if isinstance(payload, dict | list | str | bytes):
+    if isinstance(payload, _PAYLOAD_TYPES):
         return payload
     raise AirflowFailException(
         f"payload rendered to a {type(payload).__name__}; expected a dict, list, str or bytes"
