@@ -218,7 +218,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         return TaskRef(self.function_name, self.qualifier, task_id, inv.request_id), inv.existing
 
 
-_PAYLOAD_TYPES = dict | list | str | bytes
+_PAYLOAD_TYPES = (dict, list, str, bytes)
 """What an invoke sends as is (dict and list as compact JSON); an XComArg renders to one of them."""
 
 
