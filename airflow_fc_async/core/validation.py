@@ -44,10 +44,31 @@ KNOWN_STATUSES: dict[str, TaskStatus] = {
     s.value.lower(): s for s in TaskStatus if s is not TaskStatus.UNKNOWN
 }
 
-_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+class _NameRule:
+    """A name rule: the pattern a name matches whole, and what the error says it is not."""
+
+    def __init__(self, pattern: str, what: str) -> None:
+        self.pattern = re.compile(pattern)
+        self.what = what
+
+    def check(self, field: str, value: object) -> str:
+        text = _require_str(field, value)
+        if not self.pattern.fullmatch(text):
+            raise FcValidationError(field, f"{text!r} is not {self.what}")
+        return text
+
+
+_FUNCTION_NAME = _NameRule(
+    r"[A-Za-z_][A-Za-z0-9_-]{0,63}",
+    "a valid function name (letters, digits, _ and -; first a letter or _; 1-64 chars)",
+)
+_TASK_ID = _NameRule(
+    r"[A-Za-z_][A-Za-z0-9_-]{0,127}",
+    "a valid async task id (a letter or _ first, then [A-Za-z0-9_-], <= 128 chars)",
+)
+_QUEUE = _NameRule(r"[A-Za-z0-9-]{1,120}", "a valid queue name (letters, digits and -, 1-120 chars)")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
-_TASK_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
-_QUEUE = re.compile(r"[A-Za-z0-9-]{1,120}")
 # XML 1.0 forbids most control characters: such a body cannot travel raw in an MNS request.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _DESTINATION_ARNS = (
@@ -67,13 +88,7 @@ def _require_str(field: str, value: object) -> str:
 
 def check_function_name(name: object, field: str = "function_name") -> str:
     """FC rule: letters, digits, ``_`` and ``-``; starts with a letter or ``_``; 1-64 characters."""
-    name = _require_str(field, name)
-    if not _FUNCTION_NAME.fullmatch(name):
-        raise FcValidationError(
-            field,
-            f"{name!r} is not a valid function name (letters, digits, _ and -; first a letter or _; 1-64 chars)",
-        )
-    return name
+    return _FUNCTION_NAME.check(field, name)
 
 
 def check_qualifier(qualifier: object, field: str = "qualifier") -> str:
@@ -86,13 +101,7 @@ def check_qualifier(qualifier: object, field: str = "qualifier") -> str:
 
 def check_task_id(task_id: object, field: str = "task_id") -> str:
     """FC rule: a letter or ``_`` first, then ``[A-Za-z0-9_-]``, at most 128 characters."""
-    task_id = _require_str(field, task_id)
-    if not _TASK_ID.fullmatch(task_id):
-        raise FcValidationError(
-            field,
-            f"{task_id!r} is not a valid async task id (a letter or _ first, then [A-Za-z0-9_-], <= 128 chars)",
-        )
-    return task_id
+    return _TASK_ID.check(field, task_id)
 
 
 def new_task_id() -> str:
@@ -198,12 +207,7 @@ def check_time_range(started_after: datetime | None, started_before: datetime | 
 
 def check_queue_name(name: object, field: str = "queue") -> str:
     """MNS rule: letters, digits and ``-``, at most 120 characters."""
-    name = _require_str(field, name)
-    if not _QUEUE.fullmatch(name):
-        raise FcValidationError(
-            field, f"{name!r} is not a valid queue name (letters, digits and -, 1-120 chars)"
-        )
-    return name
+    return _QUEUE.check(field, name)
 
 
 def check_message_body(body: object, field: str = "body") -> str:

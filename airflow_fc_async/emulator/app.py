@@ -76,9 +76,9 @@ class Emulator:
             lambda: self.endpoint,
         )
         self.log_store = LogStore()
-        self.scheduler.log_sink = self.log_store.append
+        self.scheduler.function_logs.sink = self.log_store.append
         self.router.console = Console(self.settings, self.scheduler, self.logs)
-        self.router.sls = SlsApi(self.log_store, self._log_configs, self.scheduler.ship_logs)
+        self.router.sls = SlsApi(self.log_store, self._log_configs, self.scheduler.function_logs.ship_logs)
         self._server: HttpServer | None = None
         self._thread: threading.Thread | None = None
         for path in configs:

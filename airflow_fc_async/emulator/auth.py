@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
 
 from airflow_fc_async.core.endpoints import H
 from airflow_fc_async.core.signing import (
@@ -24,10 +26,12 @@ from airflow_fc_async.core.signing import (
 from airflow_fc_async.emulator.settings import Settings
 from airflow_fc_async.emulator.wire import ApiError, Request
 
-__all__ = ["check_fc", "check_mns", "redact_credentials"]
+__all__ = ["check_fc", "check_mns", "read_authorization", "redact_credentials"]
 
 _CREDENTIAL_HEADERS = (H.AUTHORIZATION, H.ACS_SECURITY_TOKEN, H.MNS_SECURITY_TOKEN)
 REDACTED = "***"
+
+_Parsed = TypeVar("_Parsed", bound=tuple[Any, ...])
 
 
 def redact_credentials(headers: dict[str, str]) -> dict[str, str]:
@@ -59,21 +63,46 @@ def _skewed(value: str, iso: bool) -> bool | None:
     return abs(when.timestamp() - time.time()) > _MAX_SKEW
 
 
-def check_fc(request: Request, settings: Settings) -> None:
-    """Verify an ACS3-HMAC-SHA256 request; raise ApiError (FC codes) when it fails."""
+def read_authorization(
+    request: Request,
+    settings: Settings,
+    parse: Callable[[str], _Parsed | None],
+    *,
+    missing: ApiError,
+    malformed: ApiError,
+    unknown_key: tuple[int, str, str],
+) -> _Parsed:
+    """The parsed Authorization header (access key id first) of a request signed with the emulator's key id.
+
+    Otherwise the service's own answer: ``missing`` (no header), ``malformed`` (``parse`` gives None) or
+    ``unknown_key``, ``(status, code, text)`` with ``{key_id}`` in the text (another access key id).
+    """
     raw = request.headers.get(H.AUTHORIZATION)
     if not raw:
-        raise ApiError(403, "AccessDenied", "The Authorization header is missing")
-    parsed = parse_fc_authorization(raw)
+        raise missing
+    parsed = parse(raw)
     if parsed is None:
-        raise ApiError(
+        raise malformed
+    if parsed[0] != settings.access_key_id:
+        status, code, text = unknown_key
+        raise ApiError(status, code, text.format(key_id=parsed[0]))
+    return parsed
+
+
+def check_fc(request: Request, settings: Settings) -> None:
+    """Verify an ACS3-HMAC-SHA256 request; raise ApiError (FC codes) when it fails."""
+    key_id, signed_names, signature = read_authorization(
+        request,
+        settings,
+        parse_fc_authorization,
+        missing=ApiError(403, "AccessDenied", "The Authorization header is missing"),
+        malformed=ApiError(
             403,
             "InvalidAuthorization",
             "The Authorization header is not ACS3-HMAC-SHA256 Credential=...,SignedHeaders=...,Signature=...",
-        )
-    key_id, signed_names, signature = parsed
-    if key_id != settings.access_key_id:
-        raise ApiError(403, "InvalidAccessKeyID", f"The AccessKeyID {key_id} does not exist")
+        ),
+        unknown_key=(403, "InvalidAccessKeyID", "The AccessKeyID {key_id} does not exist"),
+    )
     _token(settings, key_id, request.headers.get(H.ACS_SECURITY_TOKEN), "InvalidSecurityToken")
     payload_hash = request.headers.get(H.ACS_CONTENT_SHA256, "")
     actual = hashlib.sha256(request.body).hexdigest()
@@ -116,17 +145,16 @@ def check_fc(request: Request, settings: Settings) -> None:
 
 def check_mns(request: Request, settings: Settings) -> None:
     """Verify an MNS HMAC-SHA1 request over the resource exactly as sent (raw path + '?' + raw query)."""
-    raw = request.headers.get(H.AUTHORIZATION)
-    if not raw:
-        raise ApiError(403, "AccessDenied", "The Authorization header is missing")
-    parsed = parse_mns_authorization(raw)
-    if parsed is None:
-        raise ApiError(
+    key_id, signature = read_authorization(
+        request,
+        settings,
+        parse_mns_authorization,
+        missing=ApiError(403, "AccessDenied", "The Authorization header is missing"),
+        malformed=ApiError(
             400, "InvalidAuthorizationHeader", "The Authorization header is not 'MNS AccessKeyId:Signature'"
-        )
-    key_id, signature = parsed
-    if key_id != settings.access_key_id:
-        raise ApiError(403, "InvalidAccessKeyId", f"The AccessKeyId {key_id} does not exist")
+        ),
+        unknown_key=(403, "InvalidAccessKeyId", "The AccessKeyId {key_id} does not exist"),
+    )
     _token(settings, key_id, request.headers.get(H.MNS_SECURITY_TOKEN), "InvalidSecurityToken")
     if H.DATE not in request.headers:
         raise ApiError(400, "InvalidDateHeader", "The Date header is missing")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from typing import TypeVar
 from xml.sax.saxutils import escape
 
 from airflow_fc_async.core.endpoints import MNS_API_VERSION, H
@@ -88,13 +89,21 @@ def _children(elem: ET.Element) -> dict[str, str]:
     return {child.tag.rsplit("}", 1)[-1]: (child.text or "") for child in elem}
 
 
-def _int(value: str | None, name: str) -> int | None:
+_N = TypeVar("_N", int, float)
+
+
+def _number(value: str | None, name: str, kind: Callable[[str], _N], what: str) -> _N | None:
+    """A numeric request field or query parameter; None when absent or empty, else 400 InvalidArgument."""
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        return kind(value)
     except ValueError:
-        raise ApiError(400, "InvalidArgument", f"{name} must be an integer, got {value!r}") from None
+        raise ApiError(400, "InvalidArgument", f"{name} must be {what}, got {value!r}") from None
+
+
+def _int(value: str | None, name: str) -> int | None:
+    return _number(value, name, int, "an integer")
 
 
 def _message_xml(m: Message, *, peek: bool) -> str:
@@ -239,13 +248,7 @@ class MnsApi:
         return _response(201, request, "Messages", inner)
 
     def _wait(self, request: Request) -> float | None:
-        raw = _query(request).get("waitseconds")
-        if raw is None or raw == "":
-            return None
-        try:
-            return float(raw)
-        except ValueError:
-            raise ApiError(400, "InvalidArgument", f"waitseconds must be a number, got {raw!r}") from None
+        return _number(_query(request).get("waitseconds"), "waitseconds", float, "a number")
 
     def _count(self, request: Request) -> int:
         count = _int(_query(request).get("numofmessages"), "numOfMessages") or 1

@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from airflow_fc_async.emulator.wire import ApiError
+from airflow_fc_async.emulator.wire import ApiError, now_ms
 
 __all__ = ["QUEUE_DEFAULTS", "Message", "Queue", "QueueStore"]
 
@@ -30,10 +30,6 @@ _RANGES = {
     "VisibilityTimeout": (1, 43200),
     "PollingWaitSeconds": (0, 30),
 }
-
-
-def _ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(eq=False)
@@ -134,8 +130,8 @@ class QueueStore:
     def attributes(self, name: str) -> dict[str, str]:
         with self._cond:
             queue = self.get(name)
-            self._expire(queue, _ms())
-            active, inactive, delayed = queue.counts(_ms())
+            self._expire(queue, now_ms())
+            active, inactive, delayed = queue.counts(now_ms())
             return {
                 "QueueName": queue.name,
                 "CreateTime": str(queue.create_time),
@@ -163,7 +159,7 @@ class QueueStore:
                 raise ApiError(
                     400, "InvalidArgument", f"DelaySeconds must be between 0 and 604800, got {delay}"
                 )
-            now = _ms()
+            now = now_ms()
             wait = queue.attributes["DelaySeconds"] if delay is None else delay
             msg = Message(
                 message_id=uuid.uuid4().hex.upper(),
@@ -183,7 +179,7 @@ class QueueStore:
         with self._cond:
             while True:
                 queue = self.get(name)
-                now = _ms()
+                now = now_ms()
                 self._expire(queue, now)
                 visible = sorted(
                     (m for m in queue.messages.values() if m.next_visible_time <= now),
@@ -229,7 +225,7 @@ class QueueStore:
         with self._cond:
             queue = self.get(name)
             msg = self._by_handle(queue, handle)
-            now = _ms()
+            now = now_ms()
             msg.next_visible_time = now + timeout * 1000
             msg.receipt_handle = self._new_handle(now)
             self._cond.notify_all()
@@ -240,7 +236,7 @@ class QueueStore:
             raise ApiError(
                 400, "ReceiptHandleError", f"The receipt handle you provided is not valid: {handle}"
             )
-        now = _ms()
+        now = now_ms()
         for msg in queue.messages.values():
             if msg.receipt_handle == handle:
                 if msg.next_visible_time <= now:  # visible again: the handle expired with the visibility

@@ -1,51 +1,39 @@
-"""Queues, instances, retries, expiry, stops and destinations: what FC does between 202 and the record.
+"""Queues and instances: what FC does with an async invocation between the 202 and its first attempt, and
+between a failed attempt and its retry; the functions, their async invoke configs and their tasks.
 
 Per function: a heap of events ordered by the time they become ready (x-fc-async-delay, retry back-off) and up
-to ``max_instances * instanceConcurrency`` worker threads, started on demand, each running one attempt at a time
-in its own process. All task state changes happen under one lock; attempts run outside it.
+to ``max_instances * instanceConcurrency`` worker threads (instances), started on demand, each running one
+attempt at a time in its own process. An attempt and its outcome (expiry, success, retry, failure, stop, the
+destination record) are the :class:`~.invocations.Invoker`'s; the functions' output is
+:class:`~.invocation_logs.InvocationLogs`'. All task state changes happen under one lock; attempts run
+outside it.
 """
 
 from __future__ import annotations
 
-import base64
 import heapq
 import itertools
-import json
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_fc_async.core.endpoints import function_arn
 from airflow_fc_async.core.models import TaskStatus
 from airflow_fc_async.emulator.config import AsyncInvokeConfigSpec, FunctionSpec
-from airflow_fc_async.emulator.runtime import Attempt, AttemptResult, Runtime
+from airflow_fc_async.emulator.invocation_logs import InvocationLogs, LogSink
+from airflow_fc_async.emulator.invocations import Deliver, Invoker
+from airflow_fc_async.emulator.runtime import AttemptResult, Runtime
 from airflow_fc_async.emulator.settings import Settings
 from airflow_fc_async.emulator.task_index import Key, TaskIndex
-from airflow_fc_async.emulator.tasks import Task, destination_record, now_ms
-from airflow_fc_async.emulator.wire import ApiError
+from airflow_fc_async.emulator.tasks import Task
+from airflow_fc_async.emulator.wire import ApiError, now_ms
 
-__all__ = ["Deliver", "Scheduler"]
+__all__ = ["Deliver", "LogSink", "Scheduler"]
 
 log = logging.getLogger(__name__)
-
-Deliver = Callable[[str, str], str | None]
-"""``deliver(destination_arn, body) -> None`` on success or an error text."""
-
-LogSink = Callable[[FunctionSpec, str, str, str], None]
-"""``sink(spec, request_id, instance_id, line)``: one log line of a function with a ``logConfig`` (SLS rows)."""
-
-
-@dataclass
-class _Shipping:
-    """A running attempt whose output is being shipped line by line: how much of its log file went out."""
-
-    spec: FunctionSpec
-    instance: str
-    sent: int = 0
 
 
 @dataclass
@@ -67,18 +55,29 @@ class Scheduler:
     def __init__(self, settings: Settings, runtime: Runtime, deliver: Deliver) -> None:
         self.settings = settings
         self.runtime = runtime
-        self.deliver = deliver
         self._lock = threading.RLock()
         self._functions: dict[str, _Function] = {}
         self._tasks: dict[tuple[str, str], Task] = {}
         self._seq = itertools.count()
         self._closed = False
-        self._logs: dict[str, list[str]] = {}
-        self.executions: Counter[str] = Counter()
         self.records_built = 0
         """Task records (JSON) built for GetAsyncTask/ListAsyncTasks: a list page builds its own only."""
-        self.log_sink: LogSink | None = None
-        self._shipping: dict[str, _Shipping] = {}
+        self.function_logs = InvocationLogs(runtime)
+        """The functions' output; its ``sink`` (set by the app) receives the lines of a ``logConfig``."""
+        self.invoker = Invoker(
+            settings,
+            runtime,
+            deliver,
+            lock=self._lock,
+            logs=self.function_logs,
+            config_of=self._config_of,
+            closed=lambda: self._closed,
+        )
+
+    @property
+    def executions(self) -> Counter[str]:
+        """Attempts started per task id."""
+        return self.invoker.executions
 
     # -- functions and configs ------------------------------------------------------------------------------
     def deploy(self, spec: FunctionSpec) -> None:
@@ -261,72 +260,21 @@ class Scheduler:
             attempt = task.attempt
             task.event(TaskStatus.STOPPING, "Stop requested")
             if attempt is None:  # queued or waiting for a retry: it never runs again
-                self._finish_stopped(task)
+                self.invoker.stopped(task)
         if attempt is not None:
             attempt.kill()
 
-    # -- sync ----------------------------------------------------------------------------------------------
+    # -- sync and logs --------------------------------------------------------------------------------------
     def invoke_sync(self, name: str, payload: bytes, request_id: str) -> AttemptResult:
-        fn = self.function(name)
-        result = self.runtime.run(self._meta(fn, request_id, "sync", 0), payload, fn.spec.timeout)
-        self._log(request_id, result.logs)
-        return result
+        return self.invoker.invoke_sync(self.function(name).spec, payload, request_id)
 
-    # -- logs ----------------------------------------------------------------------------------------------
     def logs(self, request_id: str) -> str:
         """Finished attempts' logs, then what a running attempt has printed so far."""
-        with self._lock:
-            done = "".join(self._logs.get(request_id, ()))
-        live = self.runtime.live_log(request_id)
-        return done + (f"FC Invoke Start RequestId: {request_id}\n{live}" if live else "")
+        return self.function_logs.logs(request_id)
 
-    def ship_logs(self) -> None:
-        """Hand the complete lines running attempts printed since the last call to the log sink (GetLogs calls
-        this first, so a reader sees lines while the function runs; each line goes out once)."""
-        with self._lock:
-            running = list(self._shipping.items())
-        for request_id, shipping in running:
-            self._ship(request_id, shipping, self.runtime.live_log(request_id), final=False)
-
-    def _ship(self, request_id: str, shipping: _Shipping, text: str, *, final: bool) -> None:
-        sink = self.log_sink
-        with self._lock:  # the offset moves and the lines go out under the lock: order kept, none twice
-            new = text[shipping.sent :]
-            if not final:
-                new = new[: new.rfind("\n") + 1]
-            shipping.sent += len(new)
-            if sink is not None:
-                for line in new.splitlines():
-                    sink(shipping.spec, request_id, shipping.instance, line)
-
-    def _ship_start(self, spec: FunctionSpec, request_id: str, instance: str) -> _Shipping | None:
-        if self.log_sink is None or spec.log_config is None:
-            return None
-        shipping = _Shipping(spec, instance)
-        self.log_sink(spec, request_id, instance, f"FC Invoke Start RequestId: {request_id}")
-        with self._lock:
-            self._shipping[request_id] = shipping
-        return shipping
-
-    def _ship_end(self, request_id: str, shipping: _Shipping | None, result: AttemptResult) -> None:
-        if shipping is None or self.log_sink is None:
-            return
-        end = f"FC Invoke End RequestId: {request_id}"
-        if not result.ok and result.kind != "killed":
-            end += f", Error: {result.error.get('errorMessage') or result.kind}"
-        with self._lock:
-            self._shipping.pop(request_id, None)
-            self._ship(request_id, shipping, result.logs, final=True)
-            self.log_sink(shipping.spec, request_id, shipping.instance, end)
-
-    def _log(self, request_id: str, text: str) -> None:
-        with self._lock:
-            self._logs.setdefault(request_id, []).append(
-                f"FC Invoke Start RequestId: {request_id}\n{text}FC Invoke End RequestId: {request_id}\n"
-            )
-
-    # -- workers -------------------------------------------------------------------------------------------
+    # -- instances -----------------------------------------------------------------------------------------
     def _worker(self, fn: _Function, slot: int) -> None:
+        """One instance slot: takes the next ready event of its function and runs it, until shutdown."""
         instance = f"c-{fn.spec.name}-{slot // fn.spec.instance_concurrency:03d}"
         while True:
             with fn.cond:
@@ -344,126 +292,14 @@ class Scheduler:
                     fn.idle -= 1
                 self._spawn(fn)
             try:
-                self._run(fn, task, instance)
+                if self.invoker.run(fn.spec, task, instance):
+                    self._push(fn, task, time.monotonic() + self.settings.retry_delay)
             except Exception:  # a bug here must not kill the instance
                 log.exception("emulator: task %s of %s failed unexpectedly", task.task_id, fn.spec.name)
 
-    def _meta(self, fn: _Function, request_id: str, instance: str, retry: int) -> dict[str, Any]:
-        spec = fn.spec
-        return {
-            "function_name": spec.name,
-            "handler": spec.handler,
-            "runtime": spec.runtime,
-            "memory_size": spec.memory_size,
-            "timeout": spec.timeout,
-            "code_dir": str(spec.code_dir),
-            "environment": {
-                **spec.environment,
-                "FC_FUNCTION_NAME": spec.name,
-                "FC_FUNCTION_HANDLER": spec.handler,
-                "FC_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-                "FC_REGION": self.settings.region,
-                "FC_ACCOUNT_ID": self.settings.account_id,
-                "FC_INSTANCE_ID": instance,
-                "FC_EMULATOR": "1",
-            },
-            "request_id": request_id,
-            "region": self.settings.region,
-            "account_id": self.settings.account_id,
-            "instance_id": instance,
-            "retry_count": retry,
-        }
-
-    def _run(self, fn: _Function, task: Task, instance: str) -> None:
-        config = self._config(fn, task.qualifier)
-        with self._lock:
-            if task.terminal or task.stop_requested:
-                return
-            if now_ms() - task.created_ms > config.max_async_event_age_in_seconds * 1000:
-                task.end_ms = now_ms()
-                task.error_message = f"the event is older than maxAsyncEventAgeInSeconds ({config.max_async_event_age_in_seconds})"
-                task.event(TaskStatus.EXPIRED, "Expired: " + task.error_message)
-                # GUESS: the condition of an expired event (undocumented)
-                self._destination(task, config, success=False, condition="EventExpired", response="")
-                return
-            task.event(TaskStatus.DEQUEUED, f"Dequeued (attempt {task.invocations + 1})")
-            task.attempt = Attempt()
-            task.instance_id = instance
-            task.invocations += 1
-            self.executions[task.task_id] += 1
-            task.event(TaskStatus.RUNNING, f"Function invoked on instance {instance}")
-            attempt = task.attempt
-        shipping = self._ship_start(fn.spec, task.request_id, instance)
-        result = self.runtime.run(
-            self._meta(fn, task.request_id, instance, task.retried), task.payload, fn.spec.timeout, attempt
-        )
-        self._ship_end(task.request_id, shipping, result)
-        self._log(task.request_id, result.logs)
-        retry = False
-        with self._lock:
-            task.attempt = None
-            task.duration_ms = result.duration_ms
-            if result.kind == "killed" or task.stop_requested:
-                self._finish_stopped(task)
-            elif result.ok:
-                task.end_ms = now_ms()
-                task.return_payload = result.payload.decode("utf-8", "replace")
-                task.error_message = ""
-                task.event(TaskStatus.SUCCEEDED, "Function succeeded")
-                self._destination(task, config, success=True, condition="", response=task.return_payload)
-            else:
-                task.return_payload = result.error_payload().decode("utf-8")
-                message = result.error.get("errorMessage", "")
-                # taskErrorMessage "UnhandledInvocationError" for a raised exception: the value of the API
-                # reference's example (AsyncTask.taskErrorMessage; FC 2.0 StatefulAsyncInvocation
-                # .invocationErrorMessage, https://www.alibabacloud.com/help/en/functioncompute/api-fc-open-2021-04-06-struct-statefulasyncinvocation)
-                # and FC's x-fc-error-type for an unhandled error. GUESS: the timeout/crash message itself.
-                task.error_message = (
-                    message if result.kind in ("timeout", "crash") else "UnhandledInvocationError"
-                )
-                if task.retried < config.max_async_retry_attempts and not self._closed:
-                    task.retried += 1
-                    task.event(TaskStatus.RETRYING, f"Attempt {task.invocations} failed: {message}; retrying")
-                    retry = True
-                else:
-                    task.end_ms = now_ms()
-                    task.event(TaskStatus.FAILED, f"Attempt {task.invocations} failed: {message}")
-                    body = (
-                        json.dumps({"errorMessage": message}, separators=(",", ":"))
-                        if result.kind == "timeout"
-                        else task.return_payload
-                    )
-                    # condition/functionError "InvocationError": the documented sample record (a timed-out
-                    # task, https://help.aliyun.com/en/functioncompute/fc/use-cases/best-practices-for-asynchronous-tasks);
-                    # GUESS: the same value for a raised exception (no list of conditions is documented).
-                    self._destination(task, config, success=False, condition="InvocationError", response=body)
-        if retry:
-            self._push(fn, task, time.monotonic() + self.settings.retry_delay)
-
-    def _finish_stopped(self, task: Task) -> None:
-        task.end_ms = now_ms()
-        task.error_message = task.error_message or "the task was stopped"
-        task.event(TaskStatus.STOPPED, "Stopped")
+    def _config_of(self, task: Task) -> AsyncInvokeConfigSpec:
         fn = self._functions.get(task.function)
-        config = self._config(fn, task.qualifier) if fn else AsyncInvokeConfigSpec()
-        # GUESS: a stopped task goes to onFailure (FC 2.0 evidence) with this condition (undocumented)
-        self._destination(task, config, success=False, condition="TaskStopped", response="")
-
-    def _destination(
-        self, task: Task, config: AsyncInvokeConfigSpec, *, success: bool, condition: str, response: str
-    ) -> None:
-        arn = config.on_success if success else config.on_failure
-        if not arn:
-            return
-        record = destination_record(task, success=success, condition=condition, response_payload=response)
-        body = json.dumps(record, separators=(",", ":"))
-        if self.settings.base64_destinations:
-            body = base64.b64encode(body.encode("utf-8")).decode("ascii")
-        error = self.deliver(arn, body)
-        task.destination_status = "Failed" if error else "Succeeded"
-        detail = f"Destination {'onSuccess' if success else 'onFailure'} {arn}: " + (error or "delivered")
-        status = task.status
-        task.event(status, detail)  # GUESS: a second event with the task's status records the delivery
+        return self._config(fn, task.qualifier) if fn else AsyncInvokeConfigSpec()
 
     # -- stats and shutdown ----------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

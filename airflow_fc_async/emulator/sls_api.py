@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from airflow_fc_async.core.endpoints import H
 from airflow_fc_async.core.function_logs import function_topic
 from airflow_fc_async.core.signing import parse_sls_authorization, sls_signature, sls_string_to_sign
-from airflow_fc_async.emulator.auth import redact_credentials
+from airflow_fc_async.emulator.auth import read_authorization, redact_credentials
 from airflow_fc_async.emulator.config import FunctionSpec
 from airflow_fc_async.emulator.settings import Settings
 from airflow_fc_async.emulator.wire import ApiError, Request, Response
@@ -95,15 +95,17 @@ def project_of(host_header: str) -> str | None:
 
 def check_sls(request: Request, settings: Settings) -> None:
     """Verify a v1 ``LOG id:signature`` request over the decoded query (as ``core.signing`` signs it); raise SLS errors."""
-    raw = request.headers.get(H.AUTHORIZATION)
-    parsed = parse_sls_authorization(raw) if raw else None
-    if parsed is None:
-        raise ApiError(
-            401, "Unauthorized", "The Authorization header is missing or not 'LOG AccessKeyId:Signature'"
-        )
-    key_id, signature = parsed
-    if key_id != settings.access_key_id:
-        raise ApiError(401, "InvalidAccessKeyId", f"AccessKeyId {key_id} does not exist")
+    bad = ApiError(
+        401, "Unauthorized", "The Authorization header is missing or not 'LOG AccessKeyId:Signature'"
+    )
+    key_id, signature = read_authorization(
+        request,
+        settings,
+        parse_sls_authorization,
+        missing=bad,
+        malformed=bad,
+        unknown_key=(401, "InvalidAccessKeyId", "AccessKeyId {key_id} does not exist"),
+    )
     token = request.headers.get(H.ACS_SECURITY_TOKEN)
     needs_token = key_id.startswith("STS.") or bool(settings.security_token)
     if token is None and needs_token:

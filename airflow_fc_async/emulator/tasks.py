@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_fc_async.core.models import TERMINAL_STATUSES, TaskStatus
 from airflow_fc_async.emulator.runtime import Attempt
+from airflow_fc_async.emulator.wire import now_ms
 
-__all__ = ["Task", "destination_record", "now_ms"]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+__all__ = ["Task", "destination_record"]
 
 
 @dataclass(eq=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,21 @@ from urllib.parse import unquote
 
 from airflow_fc_async.core.endpoints import H
 
-__all__ = ["ApiError", "Request", "Response", "fc_error", "json_response", "new_request_id", "parse_query"]
+__all__ = [
+    "ApiError",
+    "Request",
+    "Response",
+    "fc_error",
+    "json_response",
+    "new_request_id",
+    "now_ms",
+    "parse_query",
+]
+
+
+def now_ms() -> int:
+    """Now in epoch milliseconds: the time stamps of FC task records and events, and of MNS messages."""
+    return int(time.time() * 1000)
 
 
 def new_request_id() -> str:

@@ -15,25 +15,18 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 
 from airflow_fc_async import compat
 from airflow_fc_async.core.durations import coerce_seconds
-from airflow_fc_async.core.errors import (
-    FcError,
-    FcNotFoundError,
-    FcTaskIdInUseError,
-    FcValidationError,
-    task_id_in_use,
-)
+from airflow_fc_async.core.errors import FcError, FcTaskIdInUseError, FcValidationError, task_id_in_use
 from airflow_fc_async.links import FcAsyncTaskLink
 from airflow_fc_async.operators.following import FcAsyncTaskMixin
-from airflow_fc_async.operators.outcome import STATE_KEY, TaskRef, airflow_error
+from airflow_fc_async.operators.outcome import TaskRef, airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_fc_async.core.models import AsyncInvocation, AsyncTask
+    from airflow_fc_async.core.models import AsyncTask
+    from airflow_fc_async.operators.reattach import EarlierTries
 
 __all__ = ["FcInvokeAsyncOperator"]
-
-_LOOKUP_LIMIT = 50
 
 
 def _templated(value: Any) -> bool:
@@ -119,12 +112,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
             from airflow_fc_async.core import task_ids
 
             task_ids.validate_task_id("async_task_id", async_task_id)
-        if not (
-            payload is None or isinstance(payload, dict | list | str | bytes) or compat.is_xcom_arg(payload)
-        ):
-            raise ValueError(
-                f"payload must be a dict, list, str, bytes or an XComArg, got {type(payload).__name__}"
-            )
+        _check_payload(payload)
         self.function_name = function_name
         self.payload = payload
         self.qualifier = qualifier
@@ -146,13 +134,16 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
     # -- execute -----------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_fc_async.core import task_ids
+        from airflow_fc_async.operators.reattach import EarlierTries
 
         ti = context["ti"]
         prefix, explicit = self._task_id_prefix(context)
         try_number = int(ti.try_number or 1)
 
-        store, saved = self._read_store(context)
-        earlier = self._find_earlier_task(context, prefix, try_number, explicit, store, saved)
+        tries = EarlierTries(
+            context, self.hook, self.function_name, self.qualifier, self.log, stop_on_kill=self.stop_on_kill
+        )
+        earlier = tries.find(prefix, try_number, explicit)
         first_read: AsyncTask | None = None
         if earlier is not None:
             ref = TaskRef(self.function_name, self.qualifier, earlier.task_id, earlier.request_id)
@@ -169,9 +160,9 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
                 else task_ids.try_task_id(prefix, try_number)
             )
             # written ahead: a repeat of this try finds its own id here, the proof that a 409 is its own task
-            self._remember(context, TaskRef(self.function_name, self.qualifier, own_id))
-            ref, first_read = self._invoke(own_id, explicit, store, saved)
-        self._remember(context, ref)
+            tries.remember(TaskRef(self.function_name, self.qualifier, own_id))
+            ref, first_read = self._invoke(own_id, explicit, tries)
+        tries.remember(ref)
         url = self.console_url(ref)
         if url:
             self.log.info("FC console: %s", url)
@@ -197,11 +188,10 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         marker = compat.dag_run_marker(context)
         return task_ids.task_id_prefix(ti.dag_id, ti.task_id, context["run_id"], ti.map_index, marker), False
 
-    def _invoke(
-        self, task_id: str, explicit: bool, store: Any | None, saved: Any
-    ) -> tuple[TaskRef, AsyncTask | None]:
+    def _invoke(self, task_id: str, explicit: bool, tries: EarlierTries) -> tuple[TaskRef, AsyncTask | None]:
         """Invoke. A taken id (409) is attached to only when the client matched the payload and the task is
-        provably this request (:meth:`_not_this_request`); otherwise the try fails at once (``task_id_in_use``)."""
+        provably this request (:meth:`EarlierTries.not_this_request`); otherwise the try fails at once
+        (``task_id_in_use``)."""
         self.log.info(
             "Invoking FC function %s (qualifier %s) as async task %s with event: %s",
             self.function_name,
@@ -220,7 +210,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         if inv.existing is None:
             self.log.info("FC accepted async task %s (request id %s)", inv.task_id, inv.request_id)
             return TaskRef(self.function_name, self.qualifier, inv.task_id, inv.request_id), None
-        why = self._not_this_request(inv, explicit, store, saved)
+        why = tries.not_this_request(inv, explicit)
         if why:  # only a generated id gets here: a caller's id with this payload is its idempotency key
             raise AirflowFailException(task_id_in_use(task_id, self.function_name, why, generated=True))
         self.log.info(
@@ -230,148 +220,24 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         )
         return TaskRef(self.function_name, self.qualifier, task_id, inv.request_id), inv.existing
 
-    def _not_this_request(self, inv: AsyncInvocation, explicit: bool, store: Any | None, saved: Any) -> str:
-        """Why an existing task with this id and payload is not provably this try's ('' when it is).
 
-        A user-given id is an idempotency key: the same payload suffices. A generated id names this DAG run's
-        try, so its task must also be this run's: only the task state store (3.3+) can prove that (it names the id,
-        written before the invoke). A DAG run deleted and created again under its run id can carry the same
-        marker (``dags test`` with the same date), so without a store a 409 is never taken as this run's.
-        """
-        if inv.conflict == "retry" or explicit:
-            return ""
-        if store is not None:
-            if isinstance(saved, dict) and saved.get("task_id") == inv.task_id:
-                return ""
-            return "the task state store of this task instance has no record of invoking it"
-        return (
-            "without a task state store (before Airflow 3.3) nothing proves it is this DAG run's: a DAG run deleted "
-            "and created again under the same run id (e.g. `airflow dags test` twice with the same date) meets "
-            "the earlier run's task ids"
+_PAYLOAD_TYPES = (dict, list, str, bytes)
+"""What an invoke sends as is (dict and list as compact JSON); an XComArg renders to one of them."""
+
+
+def _check_payload(payload: Any) -> None:
+    """At DAG-parse time: a payload of a type the invoke can send, or an XComArg that renders to one."""
+    if not (payload is None or isinstance(payload, _PAYLOAD_TYPES) or compat.is_xcom_arg(payload)):
+        raise ValueError(
+            f"payload must be a dict, list, str, bytes or an XComArg, got {type(payload).__name__}"
         )
-
-    # -- re-attach ---------------------------------------------------------------------------------------------
-    def _read_store(self, context: Context) -> tuple[Any | None, Any]:
-        """The task state store (3.3+, else None) and what an earlier try of this task instance kept in it."""
-        store = compat.task_state_store(context)
-        if store is None:
-            return None, None
-        try:
-            return store, store.get(STATE_KEY)
-        except Exception as err:
-            self.log.warning("Reading the task state store failed: %s", err)
-            return store, None
-
-    def _find_earlier_task(
-        self, context: Context, prefix: str, try_number: int, explicit: bool, store: Any | None, saved: Any
-    ) -> AsyncTask | None:
-        """An earlier try's task to re-attach to (active) or to take the result of (Succeeded); else None.
-
-        First the task state store (Airflow 3.3+), then a ListAsyncTasks lookup by this task instance's prefix
-        (every version; also covers a worker lost between invoke and store). A failed task is never reused.
-        """
-        from airflow_fc_async.core import task_ids
-
-        if store is not None:
-            if self._cleared_since(context, saved):
-                return None
-            task = self._saved_task(saved, prefix, explicit)
-            if task is not None:
-                return task
-        if try_number <= 1:
-            return None
-        lookup = prefix if explicit else f"{prefix}-t"
-        try:
-            tasks = list(
-                self.hook.list_async_tasks(
-                    self.function_name, qualifier=self.qualifier, prefix=lookup, limit=_LOOKUP_LIMIT
-                )
-            )
-        except FcError as err:
-            raise airflow_error(err, f"Looking up earlier tries' FC tasks (prefix {lookup})") from err
-        picked = task_ids.pick_earlier_task(prefix, tasks, try_number, explicit=explicit)
-        if picked is None:
-            if tasks:
-                self.log.info("No earlier try's FC task to re-attach to (%d found, all ended)", len(tasks))
-            return None
-        try:  # a fresh full read: events, error text and the return payload
-            picked = self.hook.get_async_task(self.function_name, picked.task_id, qualifier=self.qualifier)
-        except FcError as err:
-            raise airflow_error(err, f"Reading FC async task {picked.task_id}") from err
-        return self._reusable(picked, f"found by prefix {lookup}")
-
-    def _cleared_since(self, context: Context, saved: Any) -> bool:
-        """Whether a user cleared the run after the stored try invoked: then that try's task is not reused.
-
-        The clear killed that try, so its FC task is being stopped (``stop_on_kill``; in deferrable mode by the
-        trigger's ``on_kill``, which may come after this try starts): re-attaching would follow a task about to
-        end Stopped. A clear asks for a new run, so a new task is invoked (no prefix lookup either).
-        """
-        if not self.stop_on_kill or not isinstance(saved, dict):
-            return False
-        then, now = saved.get("clear_number"), compat.dag_run_clear_number(context)
-        if not isinstance(then, int) or now is None or now <= then:
-            return False
-        self.log.info(
-            "The run was cleared after FC task %s was invoked (it is stopped): invoking a new task",
-            saved.get("task_id"),
-        )
-        return True
-
-    def _saved_task(self, saved: Any, prefix: str, explicit: bool) -> AsyncTask | None:
-        from airflow_fc_async.core import task_ids
-
-        if not isinstance(saved, dict) or not saved.get("task_id"):
-            return None
-        if saved.get("function_name") != self.function_name or saved.get("qualifier") != self.qualifier:
-            self.log.info("The stored FC task belongs to another function or qualifier: not reused")
-            return None
-        if task_ids.try_number_of(prefix, str(saved["task_id"]), explicit=explicit) is None:
-            self.log.info("The stored FC task %s is not a try of %s: not reused", saved["task_id"], prefix)
-            return None
-        try:
-            task = self.hook.get_async_task(self.function_name, saved["task_id"], qualifier=self.qualifier)
-        except FcNotFoundError:
-            return None
-        except FcError as err:
-            raise airflow_error(err, f"Reading FC async task {saved['task_id']}") from err
-        return self._reusable(task, "from the task state store")
-
-    def _reusable(self, task: AsyncTask, source: str) -> AsyncTask | None:
-        if not task.is_terminal:
-            self.log.info(
-                "Re-attaching to FC task %s of an earlier try (%s; %s)",
-                task.task_id,
-                task.status.value,
-                source,
-            )
-            return task
-        if task.is_successful:
-            self.log.info("FC task %s of an earlier try Succeeded (%s)", task.task_id, source)
-            return task
-        self.log.warning(
-            "FC task %s of an earlier try ended %s (%s): invoking a new task",
-            task.task_id,
-            task.status.value,
-            source,
-        )
-        return None
-
-    def _remember(self, context: Context, ref: TaskRef) -> None:
-        """Store the task in the task state store (3.3+) before waiting or deferring, for the next try."""
-        store = compat.task_state_store(context)
-        if store is None:
-            return
-        try:
-            store.set(STATE_KEY, {**ref.to_dict(), "clear_number": compat.dag_run_clear_number(context)})
-        except Exception as err:  # the prefix lookup still finds it
-            self.log.warning("Could not store FC task %s in the task state store: %s", ref.task_id, err)
 
 
 def _wire_payload(payload: Any) -> Any:
+    """At run time: the rendered payload as sent; any other type fails the task (no retries)."""
     if payload is None:
         return b""
-    if isinstance(payload, dict | list | str | bytes):
+    if isinstance(payload, _PAYLOAD_TYPES):
         return payload
     raise AirflowFailException(
         f"payload rendered to a {type(payload).__name__}; expected a dict, list, str or bytes"

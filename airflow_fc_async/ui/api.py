@@ -149,9 +149,18 @@ def _rights(user: Any, conn_id: str, fc_task_id: str) -> tuple[TaskInstanceRef |
     return owner, _can_dag(user, "GET", owner.dag_id), _can_dag(user, "PUT", owner.dag_id)
 
 
-@app.get("/", response_class=HTMLResponse)
-def nav_page(user: GetUserDep) -> str:
-    return NAV_PAGE
+def _serve_page(path: str, html: str, name: str) -> None:
+    """Serve one of the plugin's pages (``ui/pages.py``) to any logged-in user; the page calls the API."""
+
+    def page(user: GetUserDep) -> str:
+        return html
+
+    page.__name__ = name
+    app.get(path, response_class=HTMLResponse)(page)
+
+
+_serve_page("/", NAV_PAGE, "nav_page")
+_serve_page("/ti", TI_PAGE, "ti_page")
 
 
 @app.get("/api/tasks")
@@ -277,11 +286,6 @@ def _ti_fc_task(user: Any, ref: TiRef, method: str) -> tuple[TiFcTask, str]:
             403, f"FC task {found.task_id} is not provably this task instance's: connection editors only"
         )
     return found, ref.conn_id
-
-
-@app.get("/ti", response_class=HTMLResponse)
-def ti_page(user: GetUserDep) -> str:
-    return TI_PAGE
 
 
 @app.get("/api/ti")
