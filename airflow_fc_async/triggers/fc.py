@@ -38,7 +38,7 @@ With ``destination_queue``, a terminal event also carries ``destination``: after
 the task's destination record through its triggerer's one receiver per queue
 (:mod:`~airflow_fc_async.core.destination_receiver`), which serves every deferred task of that triggerer, and
 puts the claim in the event (``{"claim": {record, queue, message_id, receipt_handle, ...}}``, the record's
-payloads dropped past ``MAX_RECORD_BYTES``), or why there is none (``{"claim": None, "reason": ...}``). The
+payloads dropped past ``fc_event.MAX_RECORD_BYTES``), or why there is none (``{"claim": None, "reason": ...}``). The
 message stays held (``destination_hold`` s) and the worker deletes it once the record is stored. A triggerer
 killed in between loses nothing: the hold ends, the trigger re-runs on another triggerer and receives it again.
 """
@@ -57,45 +57,15 @@ from airflow_fc_async import compat
 from airflow_fc_async.core.errors import FcError
 
 if TYPE_CHECKING:  # the rest is imported where it runs: a DAG file that imports this module needs none of it
-    from airflow_fc_async.core.destination_receiver import ClaimedRecord
     from airflow_fc_async.core.function_logs import LogCursor
     from airflow_fc_async.core.models import AsyncTask
     from airflow_fc_async.core.progress import ProgressTracker
     from airflow_fc_async.core.push_completion import AsyncRecordSignal
     from airflow_fc_async.core.status_poller import TaskWatch
     from airflow_fc_async.core.waiting import Deadline, WaitPolicy
+    from airflow_fc_async.triggers.fc_event import RecordClaim
 
 __all__ = ["FcAsyncTaskTrigger"]
-
-_STATUS_RECHECK = 5.0  # while waiting for a record, re-read destinationStatus this often
-_NOT_DELIVERED = "FC reports destinationStatus Failed: it did not deliver the record"
-MAX_RECORD_BYTES = 40 * 1024
-"""A destination record in a trigger event is cut to this (payloads dropped, flagged) to keep the event small."""
-_EVENT_TASK_KEYS = (
-    "taskId",
-    "status",
-    "requestId",
-    "qualifier",
-    "startedTime",
-    "endTime",
-    "durationMs",
-    "alreadyRetriedTimes",
-    "destinationStatus",
-)
-_EVENT_ERROR_CHARS = 500
-
-
-def event_task(task: AsyncTask) -> dict[str, Any]:
-    """The small wire-form view of a terminal task for the event: scalars only, the error message cut short."""
-    from airflow_fc_async.core.progress import truncate
-
-    raw = dict(task.raw)
-    small = {k: raw[k] for k in _EVENT_TASK_KEYS if raw.get(k) is not None}
-    small.setdefault("taskId", task.task_id)
-    small.setdefault("status", task.status.value)
-    if task.error_message:
-        small["taskErrorMessage"] = truncate(task.error_message, _EVENT_ERROR_CHARS)
-    return small
 
 
 class FcAsyncTaskTrigger(BaseTrigger):
@@ -204,6 +174,7 @@ class FcAsyncTaskTrigger(BaseTrigger):
         from airflow_fc_async.core.progress import ProgressTracker
         from airflow_fc_async.core.status_poller import Sighting
         from airflow_fc_async.core.waiting import Deadline, WaitPolicy
+        from airflow_fc_async.triggers.fc_event import event_task
 
         tracker = ProgressTracker.from_dict(self.progress)
         lines: list[str] = []
@@ -287,7 +258,10 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     status = "success" if task.is_successful else "failure"
                     extra: dict[str, Any] = {"ended_by": "destination_record" if pushed else "status_poll"}
                     if self.destination_queue:
-                        extra["destination"] = await self._destination(task, push)
+                        claims = self._record_claim()
+                        extra["destination"] = await claims.event(
+                            task, task.request_id or self.request_id, push
+                        )
                     yield self._event(
                         status, lines, tracker, task=event_task(task), task_status=task.status.value, **extra
                     )
@@ -338,61 +312,24 @@ class FcAsyncTaskTrigger(BaseTrigger):
             {"taskId": self.async_task_id, "status": "Enqueued", "startedTime": started_ms}
         )
 
-    async def _destination(self, task: AsyncTask, push: AsyncRecordSignal | None = None) -> dict[str, Any]:
-        """The record's claim for the event, or why there is none (never raises: the task's status stands)."""
+    def _record_claim(self) -> RecordClaim:
+        from airflow_fc_async.triggers.fc_event import RecordClaim
 
-        queue, request_id = str(self.destination_queue), task.request_id or self.request_id
-        if not request_id:
-            return {"claim": None, "reason": "the task has no request id"}
-        if push is not None:
-            if push.claim is not None and push.claim.record.request_id == request_id:
-                claim = push.take_claim()
-                if claim is not None:
-                    return self._claim_event(claim)
-            await push.aclose()  # its waiter on this queue would take the receipt handle from the claim below
-        if task.destination_status == "Failed":
-            return {
-                "claim": None,
-                "reason": "FC reports destinationStatus Failed: it did not deliver the record",
-            }
-        timeout = self.destination_timeout
-        if task.destination_status == "Succeeded":
-            timeout += self.destination_hold
-        deadline, claim = time.monotonic() + timeout, None
-        while claim is None and time.monotonic() < deadline:
-            try:
-                claim = await self._hook_mns().aclaim_destination_record(
-                    queue,
-                    request_id,
-                    timeout=min(_STATUS_RECHECK, max(0.1, deadline - time.monotonic())),
-                    hold_seconds=self.destination_hold,
-                    function_name=self.function_name,
-                )
-            except FcError as err:
-                self.log.warning("Waiting for the record of %s on %s failed: %s", request_id, queue, err)
-                return {"claim": None, "reason": f"reading the queue failed: {err}"}
-            if claim is None and await self._destination_failed():  # FC may say so after the end
-                return {"claim": None, "reason": _NOT_DELIVERED}
-        if claim is None:
-            return {"claim": None, "reason": f"no record within {timeout:g} s"}
-        return self._claim_event(claim)
-
-    def _claim_event(self, claim: ClaimedRecord) -> dict[str, Any]:
-        from airflow_fc_async.core.destinations import fit_record
-
-        event = claim.to_event()
-        event["record"], dropped = fit_record(event["record"], MAX_RECORD_BYTES)
-        self.log.info("Destination record of %s received from %s", claim.record.request_id, claim.queue)
-        return {"claim": event, "dropped": dropped}
-
-    async def _destination_failed(self) -> bool:
-        try:
-            task = await self._hook().aget_async_task(
+        async def read_task() -> AsyncTask:
+            task: AsyncTask = await self._hook().aget_async_task(
                 self.function_name, self.async_task_id, qualifier=self.qualifier
             )
-        except FcError:
-            return False
-        return bool(task.destination_status == "Failed")
+            return task
+
+        return RecordClaim(
+            str(self.destination_queue),
+            self.function_name,
+            self.destination_timeout,
+            self.destination_hold,
+            self._hook_mns,
+            read_task,
+            self.log,
+        )
 
     def _hook_mns(self) -> Any:
         hook = self.__dict__.get("_mns_hook")
