@@ -1,7 +1,7 @@
 """Operators for FC async tasks.
 
 Importing this module is cheap (a DAG file is parsed every few seconds): the hook, the HTTP libraries, the trigger
-and the core modules a running task needs (models, task ids, progress) are imported inside the methods that use
+and the core modules a running task needs (models, task ids, progress, ``operators.outcome``) are imported inside the methods that use
 them (``tests/unit/test_parse_time_imports.py``).
 """
 
@@ -18,12 +18,12 @@ from airflow_fc_async.core.durations import coerce_seconds
 from airflow_fc_async.core.errors import FcError, FcNotFoundError, FcValidationError, task_id_in_use
 from airflow_fc_async.links import FcAsyncTaskLink
 from airflow_fc_async.operators.following import FcAsyncTaskMixin
-from airflow_fc_async.operators.outcome import STATE_KEY, TaskRef, airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_fc_async.core.models import AsyncInvocation, AsyncTask
+    from airflow_fc_async.operators.outcome import TaskRef
 
 __all__ = ["FcInvokeAsyncOperator"]
 
@@ -140,6 +140,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
     # -- execute -----------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_fc_async.core import task_ids
+        from airflow_fc_async.operators.outcome import TaskRef
 
         ti = context["ti"]
         prefix, explicit = self._task_id_prefix(context)
@@ -196,6 +197,8 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
     ) -> tuple[TaskRef, AsyncTask | None]:
         """Invoke. A taken id (409) is attached to only when the client matched the payload and the task is
         provably this request (:meth:`_not_this_request`); otherwise the try fails at once."""
+        from airflow_fc_async.operators.outcome import TaskRef, airflow_error
+
         self.log.info(
             "Invoking FC function %s (qualifier %s) as async task %s with event: %s",
             self.function_name,
@@ -245,6 +248,8 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
     # -- re-attach ---------------------------------------------------------------------------------------------
     def _read_store(self, context: Context) -> tuple[Any | None, Any]:
         """The task state store (3.3+, else None) and what an earlier try of this task instance kept in it."""
+        from airflow_fc_async.operators.outcome import STATE_KEY
+
         store = compat.task_state_store(context)
         if store is None:
             return None, None
@@ -263,6 +268,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         (every version; also covers a worker lost between invoke and store). A failed task is never reused.
         """
         from airflow_fc_async.core import task_ids
+        from airflow_fc_async.operators.outcome import airflow_error
 
         if store is not None:
             if self._cleared_since(context, saved):
@@ -312,6 +318,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
 
     def _saved_task(self, saved: Any, prefix: str, explicit: bool) -> AsyncTask | None:
         from airflow_fc_async.core import task_ids
+        from airflow_fc_async.operators.outcome import airflow_error
 
         if not isinstance(saved, dict) or not saved.get("task_id"):
             return None
@@ -351,6 +358,8 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
 
     def _remember(self, context: Context, ref: TaskRef) -> None:
         """Store the task in the task state store (3.3+) before waiting or deferring, for the next try."""
+        from airflow_fc_async.operators.outcome import STATE_KEY
+
         store = compat.task_state_store(context)
         if store is None:
             return
