@@ -5,6 +5,7 @@
 - :func:`trigger_has_on_kill`: whether the triggerer calls ``on_kill``; before that, a trigger catches
   ``CancelledError`` and stops remote work only when its task instance is no longer deferred.
 - :func:`task_state_store`: the 3.3 store, or None before (re-attach then relies on the ListAsyncTasks lookup).
+- :func:`context_task_instance`: the ``ti`` of a context, a dict on 3 and a ``Mapping`` (no dict) on 2.
 - :func:`require_event_driven_scheduling`: event triggers (``BaseEventTrigger``, asset watchers) are 3.0+;
   :func:`shared_stream_ack_mode`: 3.3 added shared streams with a persist-gated ack (``airflow.triggers.shared_stream``).
 - :func:`finalize_pushes_links`: Airflow 3's task runner pushes every extra link's value to XCom when the task
@@ -14,16 +15,20 @@
 - :func:`aget_connection`: common-compat's async connection lookup, or the sync one in a thread (older provider).
 - :func:`connection_form_widgets`: Airflow 2's connection form (3.2+ reads ``conn-fields`` from the provider info).
 - :func:`is_xcom_arg`: ``XComArg`` lives in the task SDK on 3, in ``airflow.models`` on 2.
+
+One branch lives elsewhere: ``get_provider_info`` (Airflow 3's event trigger and queue) reads the version from
+package metadata itself, because provider discovery imports that module and it imports nothing, this one included.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Collection
 
 __all__ = [
     "AIRFLOW2_DEFERRAL_TIMEOUT_ERROR",
@@ -32,6 +37,7 @@ __all__ = [
     "aget_connection",
     "cancel_stops_remote_work",
     "connection_form_widgets",
+    "context_task_instance",
     "dag_run_clear_number",
     "dag_run_marker",
     "finalize_pushes_links",
@@ -186,6 +192,14 @@ def connection_form_widgets(labels: Mapping[str, str], secrets: Collection[str])
         return StringField(lazy_gettext(label), widget=BS3TextFieldWidget())
 
     return {name: widget(name, label) for name, label in labels.items()}
+
+
+def context_task_instance(context: Any) -> Any | None:
+    """The task instance (``ti``) of ``context``, or None when it is no mapping (a caller without a context).
+
+    Airflow 3's Context is a dict; Airflow 2's is a ``MutableMapping`` that is no dict.
+    """
+    return context.get("ti") if isinstance(context, Mapping) else None
 
 
 def task_state_store(context: Mapping[str, Any]) -> Any | None:

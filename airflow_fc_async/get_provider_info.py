@@ -25,7 +25,11 @@ def _field(label: str, description: str, *, secret: bool = False, fmt: str | Non
 
 
 def _airflow_major() -> int:
-    """The installed Airflow's major version, read from package metadata (no Airflow import)."""
+    """The installed Airflow's major version, read from package metadata (no Airflow import).
+
+    The one version branch outside ``compat.py``: provider discovery imports this module, which must import
+    nothing (``compat`` imports Airflow's common-compat provider and reads ``airflow.__version__``).
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -85,6 +85,7 @@ def test_benchmark_writes_its_result(name: str, args: list[str], tmp_path: Path)
         assert result["baseline"] in modules and "airflow_fc_async.triggers.mns" in modules
         assert modules[result["baseline"]]["import_s"]["median"] > 0
         assert "ratio_to_baseline" in modules["all of ours"]
+        assert result["bytecode"] == "cold" and "all of ours" in result["modules_cached"]  # both, by default
     elif name == "p5_process_fleet":
         fleet = result["fleet"]
         assert fleet["found"] == fleet["records"] == 10  # every record reached its waiter process

@@ -26,6 +26,7 @@ purpose, whichever service answered (an MNS ``QueueNotExist`` is an ``FcNotFound
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NotRequired, TypedDict, Unpack
 
@@ -54,19 +55,23 @@ __all__ = [
 
 # A credential-bearing header or parameter and its value, as a server may quote them back: FC's SignatureNotMatch
 # shows the canonical request (``x-acs-security-token:...``), a proxy may echo the request headers.
-_SECRET_FIELD = re.compile(
+_SECRET_FIELD = (
     r"(?i)(?P<name>x-acs-security-token|x-mns-security-token|security-token|securitytoken|x-acs-accesskey-secret"
     r"|access[-_]?key[-_]?secret|x-acs-signature|signature)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"'&,;<\\]+)"
 )
-_AUTHORIZATION = re.compile(
-    r"(?i)(?P<name>authorization)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\r\n\"'<\\]+)"
-)
+_AUTHORIZATION = r"(?i)(?P<name>authorization)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\r\n\"'<\\]+)"
 REDACTED = "***"
+
+
+@functools.cache
+def _credential_patterns() -> tuple[re.Pattern[str], ...]:
+    """The two patterns, compiled on the first error: a DAG parse imports this module but raises nothing (P3)."""
+    return re.compile(_AUTHORIZATION), re.compile(_SECRET_FIELD)
 
 
 def redact(text: str) -> str:
     """``text`` with the values of credential-bearing headers and parameters replaced by ``***``."""
-    for pattern in (_AUTHORIZATION, _SECRET_FIELD):
+    for pattern in _credential_patterns():
         text = pattern.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", text)
     return text
 

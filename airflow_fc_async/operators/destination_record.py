@@ -8,7 +8,7 @@ lost; other consumers' messages on the queue are left alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -151,7 +151,9 @@ class DestinationRecordWait:
 
 
 def _push_record(context: Any, value: dict[str, Any]) -> None:
-    ti = context.get("ti") if isinstance(context, Mapping) else None  # Airflow 2's Context: no dict
+    from airflow_fc_async import compat
+
+    ti = compat.context_task_instance(context)
     if ti is not None:
         ti.xcom_push(key="destination_record", value=value)
 

@@ -1,7 +1,7 @@
 """Operators for FC async tasks.
 
 Importing this module is cheap (a DAG file is parsed every few seconds): the hook, the HTTP libraries, the trigger
-and the core modules a running task needs (models, task ids, progress) are imported inside the methods that use
+and the core modules a running task needs (models, task ids, progress, ``operators.outcome``) are imported inside the methods that use
 them (``tests/unit/test_parse_time_imports.py``).
 """
 
@@ -18,12 +18,12 @@ from airflow_fc_async.core.durations import coerce_seconds
 from airflow_fc_async.core.errors import FcError, FcTaskIdInUseError, FcValidationError, task_id_in_use
 from airflow_fc_async.links import FcAsyncTaskLink
 from airflow_fc_async.operators.following import FcAsyncTaskMixin
-from airflow_fc_async.operators.outcome import TaskRef, airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_fc_async.core.models import AsyncTask
+    from airflow_fc_async.operators.outcome import TaskRef
     from airflow_fc_async.operators.reattach import EarlierTries
 
 __all__ = ["FcInvokeAsyncOperator"]
@@ -134,6 +134,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
     # -- execute -----------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_fc_async.core import task_ids
+        from airflow_fc_async.operators.outcome import TaskRef
         from airflow_fc_async.operators.reattach import EarlierTries
 
         ti = context["ti"]
@@ -192,6 +193,8 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
         """Invoke. A taken id (409) is attached to only when the client matched the payload and the task is
         provably this request (:meth:`EarlierTries.not_this_request`); otherwise the try fails at once
         (``task_id_in_use``)."""
+        from airflow_fc_async.operators.outcome import TaskRef, airflow_error
+
         self.log.info(
             "Invoking FC function %s (qualifier %s) as async task %s with event: %s",
             self.function_name,

@@ -4,7 +4,7 @@ Shared by every operator that starts, re-runs or stops a task (``FcInvokeAsyncOp
 ``FcRerunAsyncTaskOperator``, ``FcStopAsyncTaskOperator``): a subclass obtains a :class:`TaskRef` (invoke, re-run
 or re-attach) and calls :meth:`FcAsyncTaskMixin.follow`. The blocking wait is a :class:`TaskFollower`
 (``operators.follower``), the XCom value and the messages come from ``operators.outcome``, the destination record
-from ``operators.destination_record``.
+from ``operators.destination_record``: each imported in the methods that use it, so a DAG parse loads none of them.
 """
 
 from __future__ import annotations
@@ -18,21 +18,13 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_fc_async.core.errors import FUNCTION_MISSING_CODES, FcError, FcNotFoundError
 from airflow_fc_async.core.policies import DEFER_MARGIN, result_reread_delay
-from airflow_fc_async.operators.outcome import (
-    STATE_KEY,
-    TaskEvent,
-    TaskRef,
-    airflow_error,
-    failure_message,
-    log_success,
-    task_result,
-)
 
 if TYPE_CHECKING:
     from airflow_fc_async.core.models import AsyncTask
     from airflow_fc_async.core.progress import ProgressTracker
     from airflow_fc_async.hooks.fc import FcHook
     from airflow_fc_async.operators.follower import FunctionLogStreamer, TaskFollower
+    from airflow_fc_async.operators.outcome import TaskRef
 
 __all__ = ["FcAsyncTaskMixin"]
 
@@ -178,6 +170,8 @@ class FcAsyncTaskMixin:
                         f"FcAsyncInvokeConfigOperator(function_name={ref.function_name!r}, async_task=True) or "
                         "'asyncTask: true' under the function's asyncInvokeConfig in s.yaml"
                     )
+        from airflow_fc_async.operators.outcome import airflow_error
+
         return airflow_error(err, f"Reading FC async task {ref.task_id}")
 
     def _wait_blocking(self, ref: TaskRef, follower: TaskFollower, reads: int = 0) -> AsyncTask:
@@ -276,6 +270,8 @@ class FcAsyncTaskMixin:
 
         The trigger's lines are not logged again: the triggerer wrote them into this task's log live.
         """
+        from airflow_fc_async.operators.outcome import TaskEvent
+
         done = TaskEvent.from_dict(event)
         ref = done.ref
         self._start_following(ref)
@@ -299,6 +295,7 @@ class FcAsyncTaskMixin:
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         """A deferral that timed out (the trigger's own deadline did not fire first) still stops the FC task."""
         from airflow_fc_async import compat
+        from airflow_fc_async.operators.outcome import STATE_KEY, TaskRef
 
         try:
             return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
@@ -313,6 +310,8 @@ class FcAsyncTaskMixin:
 
     def _read_result(self, ref: TaskRef) -> AsyncTask:
         """The succeeded task read once more, for its return payload (the trigger event stays small)."""
+        from airflow_fc_async.operators.outcome import airflow_error
+
         for attempt in range(1, _RESULT_READ_ATTEMPTS + 1):
             try:
                 return self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
@@ -325,6 +324,8 @@ class FcAsyncTaskMixin:
 
     def finish(self, context: Any, ref: TaskRef, task: AsyncTask) -> dict[str, Any]:
         """The outcome: the XCom dict on success, one AirflowException naming everything otherwise."""
+        from airflow_fc_async.operators.outcome import failure_message, log_success, task_result
+
         self._fc_done = True
         if not task.is_terminal:
             raise AirflowException(f"FC async task {task.task_id} is still {task.status.value}")

@@ -10,7 +10,6 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_fc_async.core.errors import FcError, FcValidationError
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
-from airflow_fc_async.operators.outcome import airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -68,6 +67,7 @@ class FcRerunAsyncTaskOperator(FcInvokeAsyncOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_fc_async.core import task_ids
         from airflow_fc_async.core.validation import check_rerun_payload
+        from airflow_fc_async.operators.outcome import airflow_error
 
         task_ids.validate_task_id("source_task_id", self.source_task_id)
         self.async_task_id = self.new_task_id

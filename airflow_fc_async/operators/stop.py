@@ -11,12 +11,12 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 from airflow_fc_async.core.durations import coerce_seconds
 from airflow_fc_async.core.errors import FcError, FcInvalidArgumentError
 from airflow_fc_async.operators.following import FcAsyncTaskMixin
-from airflow_fc_async.operators.outcome import TaskRef, airflow_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_fc_async.core.models import AsyncTask
+    from airflow_fc_async.operators.outcome import TaskRef
 
 __all__ = ["FcStopAsyncTaskOperator"]
 
@@ -65,6 +65,8 @@ class FcStopAsyncTaskOperator(FcAsyncTaskMixin, BaseOperator):
         self.stop_on_kill = False  # the stop is this operator's job; a kill leaves the task as it is
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_fc_async.operators.outcome import TaskRef, airflow_error
+
         ref = TaskRef(self.function_name, self.qualifier, self.async_task_id)
         task = self._read(ref)
         if task.is_terminal:
@@ -97,6 +99,8 @@ class FcStopAsyncTaskOperator(FcAsyncTaskMixin, BaseOperator):
         return final.summary()
 
     def _read(self, ref: TaskRef) -> AsyncTask:
+        from airflow_fc_async.operators.outcome import airflow_error
+
         try:
             return self.hook.get_async_task(ref.function_name, ref.task_id, qualifier=ref.qualifier)
         except FcError as err:

@@ -161,6 +161,22 @@ def test_task_state_store_is_read_from_the_context() -> None:
     assert compat.task_state_store({}) is None  # before 3.3 the context has none: prefix re-attach
 
 
+def test_the_task_instance_is_read_from_this_versions_context() -> None:
+    ti = object()
+    if VERSION >= (3, 0):  # a TypedDict: a plain dict at run time
+        from airflow.sdk.definitions.context import Context
+
+        context: Any = Context(ti=ti)  # type: ignore[typeddict-item]
+        assert isinstance(context, dict)
+    else:  # a MutableMapping that is no dict
+        from airflow.utils.context import Context  # type: ignore[no-redef]
+
+        context = Context({"ti": ti})
+        assert not isinstance(context, dict)
+    assert compat.context_task_instance(context) is ti
+    assert compat.context_task_instance(None) is None
+
+
 def test_resumable_job_mixin_exists_only_from_3_3() -> None:
     try:
         from airflow.sdk import ResumableJobMixin  # noqa: F401
