@@ -33,6 +33,8 @@ try:
     import airflow.sdk  # what a DAG file imports first (Airflow 3)
 except ImportError:  # Airflow 2
     import airflow
+from airflow.providers.common.compat.sdk import BaseOperator, BaseSensorOperator
+ours = ("airflow.triggers.base" not in sys.modules, "airflow_fc_async.triggers")  # Airflow 2 loads it itself
 from airflow_fc_async.operators.config import FcAsyncInvokeConfigOperator
 from airflow_fc_async.operators.fc import FcInvokeAsyncOperator
 from airflow_fc_async.operators.history import FcListAsyncTasksOperator
@@ -40,6 +42,8 @@ from airflow_fc_async.operators.rerun import FcRerunAsyncTaskOperator
 from airflow_fc_async.operators.stop import FcStopAsyncTaskOperator
 from airflow_fc_async.sensors.fc import FcAsyncTaskSensor
 from airflow_fc_async.sensors.mns import FcDestinationSensor
+# before building any operator: building one may load Airflow's plugins, which load BaseTrigger (3.0)
+triggers = sorted(m for m in sys.modules if (m == "airflow.triggers.base" and ours[0]) or m.startswith(ours[1]))
 
 FcAsyncInvokeConfigOperator(task_id="config", function_name="fn", on_success="acs:mns:r:1:/queues/q/messages")
 FcInvokeAsyncOperator(task_id="invoke", function_name="fn", payload={"n": 1}, poll_interval=5, max_wait=60,
@@ -50,7 +54,6 @@ FcRerunAsyncTaskOperator(task_id="rerun", function_name="fn", source_task_id="t1
 FcStopAsyncTaskOperator(task_id="stop", function_name="fn", async_task_id="t1", timeout=30)
 FcAsyncTaskSensor(task_id="sensor", function_name="fn", async_task_id="t1", poke_interval=5)
 FcDestinationSensor(task_id="record", queue_name="q", request_id="r1")
-triggers = sorted(m for m in sys.modules if m == "airflow.triggers.base" or m.startswith("airflow_fc_async.triggers"))
 import airflow_fc_async.triggers.fc, airflow_fc_async.triggers.mns
 from airflow_fc_async.core import errors
 print(json.dumps({
