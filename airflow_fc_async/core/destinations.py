@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_fc_async.core.models import DestinationRecord
-from airflow_fc_async.core.policies import SharePolicy
+from airflow_fc_async.core.share_policy import SharePolicy
 
 __all__ = [
     "BatchPlan",

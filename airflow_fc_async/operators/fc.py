@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
-from airflow_fc_async import compat
 from airflow_fc_async.core.durations import coerce_seconds
 from airflow_fc_async.core.errors import FcError, FcTaskIdInUseError, FcValidationError, task_id_in_use
 from airflow_fc_async.links import FcAsyncTaskLink
@@ -133,6 +132,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
 
     # -- execute -----------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_fc_async import compat
         from airflow_fc_async.core import task_ids
         from airflow_fc_async.operators.outcome import TaskRef
         from airflow_fc_async.operators.reattach import EarlierTries
@@ -178,6 +178,7 @@ class FcInvokeAsyncOperator(FcAsyncTaskMixin, BaseOperator):
 
     def _task_id_prefix(self, context: Context) -> tuple[str, bool]:
         """``(prefix of this task instance's FC task ids, whether the user gave the id)``."""
+        from airflow_fc_async import compat
         from airflow_fc_async.core import task_ids
 
         if self.async_task_id is not None:
@@ -230,7 +231,11 @@ _PAYLOAD_TYPES = (dict, list, str, bytes)
 
 def _check_payload(payload: Any) -> None:
     """At DAG-parse time: a payload of a type the invoke can send, or an XComArg that renders to one."""
-    if not (payload is None or isinstance(payload, _PAYLOAD_TYPES) or compat.is_xcom_arg(payload)):
+    if payload is None or isinstance(payload, _PAYLOAD_TYPES):
+        return
+    from airflow_fc_async import compat  # only for what is not plainly sendable: a DAG parse rarely needs it
+
+    if not compat.is_xcom_arg(payload):
         raise ValueError(
             f"payload must be a dict, list, str, bytes or an XComArg, got {type(payload).__name__}"
         )

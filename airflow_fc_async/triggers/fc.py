@@ -53,7 +53,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_fc_async import compat
 from airflow_fc_async.core.errors import FcError
 
 if TYPE_CHECKING:  # the rest is imported where it runs: a DAG file that imports this module needs none of it
@@ -268,6 +267,8 @@ class FcAsyncTaskTrigger(BaseTrigger):
                     return
         except asyncio.CancelledError as exc:
             # Airflow 3.3+ calls on_kill for user actions; before it, the cancel itself may be one
+            from airflow_fc_async import compat
+
             if self.stop_on_kill and await compat.cancel_stops_remote_work(exc, self.task_instance):
                 await self._stop("the deferred Airflow task was cancelled")
             raise

@@ -25,6 +25,8 @@ RUNTIME_ONLY = [
     # what a running operator composes (the XCom value and messages, the blocking wait, the record)
     *("airflow_fc_async.operators.outcome", "airflow_fc_async.operators.follower"),
     "airflow_fc_async.operators.destination_record",
+    "airflow_fc_async.operators.reattach",  # the invoke operator's re-attach, imported in execute
+    "airflow_fc_async.compat",  # the version branches: every one is taken where a task runs
 ]
 
 _PARSE = """
