@@ -57,17 +57,22 @@ NAV_PAGE = (
 <script>
 "use strict";
 const form = document.getElementById("f"), msg = document.getElementById("msg");
-let offset = 0;
+let offset = 0, timer = null, latest = 0;
 """
     + _HELPERS
     + """function iso(local) { return local ? new Date(local).toISOString() : ""; }
+// One listing at a time wins: a newer load (Show, paging, the refresh after an action) drops a pending refresh and
+// the answer of any older load, so rows are not replaced under the user's pointer by a stale page.
 async function load() {
+  clearTimeout(timer);
+  const mine = ++latest;
   const p = new URLSearchParams();
   for (const [k, v] of new FormData(form)) if (v) p.set(k, k.startsWith("started_") ? iso(v) : v);
   p.set("offset", offset); p.set("limit", 25);
   msg.textContent = "loading..."; msg.className = "";
   try {
     const page = await call("api/tasks?" + p.toString());
+    if (mine !== latest) return;
     const body = document.querySelector("#t tbody"); body.replaceChildren();
     for (const row of page.tasks) {
       const tr = body.insertRow(); tr.dataset.taskId = row.task_id;
@@ -91,7 +96,7 @@ async function load() {
     document.getElementById("prev").hidden = offset === 0;
     document.getElementById("next").hidden = !page.has_more;
     msg.textContent = page.tasks.length + " tasks" + (page.hidden ? " (" + page.hidden + " hidden: no permission)" : "");
-  } catch (e) { msg.textContent = e.message; msg.className = "err"; }
+  } catch (e) { if (mine === latest) { msg.textContent = e.message; msg.className = "err"; } }
 }
 async function act_on(path, taskId) {
   const fd = new FormData(form);
@@ -100,7 +105,7 @@ async function act_on(path, taskId) {
       body: JSON.stringify({conn_id: fd.get("conn_id"), function: fd.get("function"), task_id: taskId})});
     msg.textContent = path.endsWith("stop") ? "Stop requested: " + taskId : "Re-run started: " + r.task_id;
     msg.className = "";
-    setTimeout(load, 1000);
+    clearTimeout(timer); timer = setTimeout(load, 1000);
   } catch (e) { msg.textContent = e.message; msg.className = "err"; }
 }
 form.onsubmit = (e) => { e.preventDefault(); offset = 0; load(); };

@@ -157,6 +157,17 @@ def row_of(driver: Any, task_id: str) -> Any:
     return driver.find_element(By.CSS_SELECTOR, f"#t tbody tr[data-task-id='{task_id}']")
 
 
+def click_in_row(driver: Any, task_id: str, label: str) -> None:
+    """Click a row's button, finding the row anew if the table was redrawn between the find and the click."""
+    from selenium.webdriver.common.by import By
+
+    def probe() -> bool:
+        row_of(driver, task_id).find_element(By.XPATH, f".//button[text()='{label}']").click()
+        return True
+
+    until(f"a click on {label} of {task_id}", probe, timeout=30)
+
+
 def show(driver: Any, function: str, status: str = "", prefix: str = "") -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -202,7 +213,7 @@ def test_a_user_operates_fc_tasks_from_the_airflow_ui(
     assert all(emu.scheduler.task("ui-fail", t).status is TaskStatus.FAILED for t in shown)
     shot(driver, "nav-failed-filter")
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[src*='/fc-async/']"))
-    row_of(driver, failed.task_id).find_element(By.XPATH, ".//button[text()='Re-run']").click()
+    click_in_row(driver, failed.task_id, "Re-run")
     message = until(
         "the re-run message", lambda: driver.find_element(By.ID, "msg").text.startswith("Re-run started")
     )
@@ -220,7 +231,7 @@ def test_a_user_operates_fc_tasks_from_the_airflow_ui(
     assert not row_of(driver, to_stop.task_id).find_elements(By.XPATH, ".//button[text()='Re-run']")
     shot(driver, "nav-running")
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[src*='/fc-async/']"))
-    row_of(driver, to_stop.task_id).find_element(By.XPATH, ".//button[text()='Stop']").click()
+    click_in_row(driver, to_stop.task_id, "Stop")
     until("the nav page's Stop to end the FC task", lambda: to_stop.status is TaskStatus.STOPPED)
     cluster.wait_for(
         f"{stop_here} to fail", lambda: cluster.ti_state("ui_browser_wait", stop_here) == "failed", WAIT
