@@ -31,8 +31,7 @@ operator) the trigger joins the shared poller at once, without a first read of i
 With ``logs`` (a :class:`~airflow_fc_async.core.function_logs.LogCursor` state, from ``stream_logs``), the
 function's new log lines are read from SLS after every status read and logged here in the triggerer (so in the
 task log, live); after the terminal status it keeps reading for at most ``log_wait`` seconds until the last
-attempt's End line.
-A GetLogs error is logged and never changes the event.
+attempt's End line. A GetLogs error is logged and never changes the event.
 
 With ``destination_queue``, a terminal event also carries ``destination``: after the end the trigger waits for
 the task's destination record through its triggerer's one receiver per queue
