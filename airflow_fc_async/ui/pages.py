@@ -23,6 +23,8 @@ _HELPERS = (
     f"const CSRF = {{{CSRF_HEADER!r}: {CSRF_VALUE!r}}};\n"
     + """function when(iso) { return iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 19) + " UTC" : ""; }
 function duration(t) { return t.ended && t.duration_ms != null ? (t.duration_ms / 1000).toFixed(1) + " s" : ""; }
+// The next load in ms (each page declares its `timer` and `load`); a pending one is dropped.
+function schedule(ms) { clearTimeout(timer); timer = setTimeout(load, ms); }
 function td(tr, text) { const c = tr.insertCell(); c.textContent = text == null ? "" : String(text); return c; }
 async function call(path, init) {
   const headers = Object.assign({}, CSRF, (init || {}).headers || {});
@@ -105,7 +107,7 @@ async function act_on(path, taskId) {
       body: JSON.stringify({conn_id: fd.get("conn_id"), function: fd.get("function"), task_id: taskId})});
     msg.textContent = path.endsWith("stop") ? "Stop requested: " + taskId : "Re-run started: " + r.task_id;
     msg.className = "";
-    clearTimeout(timer); timer = setTimeout(load, 1000);
+    schedule(1000);
   } catch (e) { msg.textContent = e.message; msg.className = "err"; }
 }
 form.onsubmit = (e) => { e.preventDefault(); offset = 0; load(); };
@@ -149,7 +151,6 @@ function guarded(id, g, empty) {
   text(id, g && g.text ? g.text : empty);
   text(id + "_note", g && g.truncated ? "cut to " + g.text.length + " of " + g.size + " characters" : "");
 }
-function schedule(ms) { clearTimeout(timer); timer = setTimeout(load, ms); }
 async function load() {
   const p = new URLSearchParams({dag_id: ti.dag_id, run_id: ti.run_id, task_id: ti.task_id,
     map_index: ti.map_index, conn_id: conn.value || "fc_default"});
